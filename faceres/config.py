@@ -1,0 +1,394 @@
+"""Typed configuration: `params.yaml` -> frozen dataclasses, validated once at the edge.
+
+Every stage and command loads its parameters through :func:`load_config`; an invalid value stops before any
+compute with one line naming the key, the value and what is allowed, e.g.::
+
+    params.yaml: skips = 7: allowed: an integer 0..6 (at most 4 at resolution 128: skip nodes 8..64 px)
+
+The loader is driven by the dataclass type hints (int, float, bool, str, Literal, Optional, tuple, dict and
+nested dataclasses) plus per-field checks declared in the field metadata, so adding a parameter is adding one
+annotated field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import yaml
+
+from faceres.errors import ConfigError
+
+PARAMS_FILE = "params.yaml"
+TASKS = ("bfr", "sr8", "sr16")
+SPLITS = ("train", "test")
+MAX_SKIPS = 6  # paper: skip nodes at 8, 16, 32, 64, 128, 256 px for 512 px images
+REFERENCE_RESOLUTION = 512  # the resolution at which the paper's degradation ranges are defined
+
+
+def _check(predicate: Callable[[Any], bool], allowed: str) -> dict:
+    """Field metadata: a value check and the human description of what is allowed."""
+    return {"check": predicate, "allowed": allowed}
+
+
+def _is_power_of_two(value: int) -> bool:
+    return value > 0 and value & (value - 1) == 0
+
+
+def skip_nodes(resolution: int) -> list[int]:
+    """Resolutions of the encoder->decoder skip nodes available at an image resolution: 8 .. resolution/2."""
+    return [2**e for e in range(3, int(math.log2(resolution)))]
+
+
+_positive_int = _check(lambda v: v > 0, "an integer > 0")
+_non_negative_int = _check(lambda v: v >= 0, "an integer >= 0")
+_probability = _check(lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
+
+
+def _range_check(low: float, high: float, kind: str = "numbers") -> dict:
+    return _check(
+        lambda v: low <= v[0] <= v[1] <= high, f"[low, high] {kind} with {low} <= low <= high <= {high}"
+    )
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """The scale of a run: `cpu` for a 2-core machine, `paper` for appendix A's 8-GPU setting."""
+
+    resolution: int = field(
+        metadata=_check(lambda v: _is_power_of_two(v) and 16 <= v <= 1024, "a power of two in 16..1024")
+    )
+    width: float = field(metadata=_check(lambda v: 0.0 < v <= 1.0, "a channel multiplier in (0, 1]"))
+    batch: int = field(metadata=_positive_int)
+    epochs: int = field(metadata=_positive_int)
+    gpus: int = field(metadata=_non_negative_int)
+    workers: int = field(metadata=_non_negative_int)
+    identities: int = field(metadata=_check(lambda v: v >= 2, "an integer >= 2"))
+    images_per_identity: int = field(metadata=_positive_int)
+
+
+@dataclass(frozen=True)
+class FolderConfig:
+    """A directory of aligned face photos (FFHQ / CelebA-HQ style)."""
+
+    train_dir: str
+    test_dir: str | None = None
+    identities_csv: str | None = None
+    limit: int | None = field(default=None, metadata=_check(lambda v: v is None or v > 0, "null or > 0"))
+    upscale: bool = False  # allow images smaller than the resolution (upsampled; otherwise a bad image)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: Literal["synthetic", "folder"]
+    test_fraction: float = field(metadata=_check(lambda v: 0.0 < v < 1.0, "a number in (0, 1)"))
+    on_bad_image: Literal["fail", "skip"]
+    folder: FolderConfig
+
+
+@dataclass(frozen=True)
+class BFRConfig:
+    """Blind face restoration degradation: blur -> downsample -> noise -> JPEG -> resize back.
+
+    Ranges are defined at :data:`REFERENCE_RESOLUTION`; :meth:`at_resolution` scales the blur to another one.
+    """
+
+    blur_sigma: tuple[float, float] = field(metadata=_range_check(0.01, 50.0))
+    kernel_size: int = field(metadata=_check(lambda v: v >= 3 and v % 2 == 1, "an odd integer >= 3"))
+    anisotropic_prob: float = field(metadata=_probability)
+    downsample: tuple[float, float] = field(metadata=_range_check(0.5, 32.0))
+    noise_sigma: tuple[float, float] = field(metadata=_range_check(0.0, 255.0))
+    jpeg_quality: tuple[int, int] = field(metadata=_range_check(1, 100, "integers"))
+    scale_to_resolution: bool = True
+
+    def at_resolution(self, resolution: int) -> "BFRConfig":
+        """The same degradation relative to the face at `resolution` px: blur sigma and kernel scale along."""
+        if not self.scale_to_resolution or resolution == REFERENCE_RESOLUTION:
+            return self
+        factor = resolution / REFERENCE_RESOLUTION
+        kernel = max(3, int(round(self.kernel_size * factor)) | 1)  # keep it odd
+        return dataclasses.replace(
+            self,
+            blur_sigma=(self.blur_sigma[0] * factor, self.blur_sigma[1] * factor),
+            kernel_size=kernel,
+        )
+
+
+@dataclass(frozen=True)
+class SRConfig:
+    """Super-resolution input: the ground truth downsampled by `factor` (bicubic, antialiased)."""
+
+    factor: int = field(metadata=_check(lambda v: _is_power_of_two(v) and v >= 2, "a power of two >= 2"))
+
+
+@dataclass(frozen=True)
+class DegradeConfig:
+    splits: tuple[Literal["train", "test"], ...] = field(
+        metadata=_check(lambda v: len(v) > 0 and len(set(v)) == len(v), "a non-empty list of train/test")
+    )
+    bfr: BFRConfig
+    sr8: SRConfig
+    sr16: SRConfig
+
+    def task(self, name: str) -> BFRConfig | SRConfig:
+        if name not in TASKS:
+            raise ConfigError(f"task = {name!r}: allowed: {', '.join(TASKS)}")
+        return getattr(self, name)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float = field(metadata=_check(lambda v: 0.0 < v < 1.0, "a learning rate in (0, 1)"))
+    betas: tuple[float, float] = field(
+        metadata=_check(lambda v: all(0.0 <= b < 1.0 for b in v), "two Adam betas in [0, 1)")
+    )
+    l1_weight: float = field(metadata=_check(lambda v: v >= 0, "a number >= 0"))
+    perceptual_weight: float = field(metadata=_check(lambda v: v >= 0, "a number >= 0"))
+    style_weight: float = field(metadata=_check(lambda v: v >= 0, "a number >= 0"))
+    r1_gamma: float = field(metadata=_check(lambda v: v >= 0, "a number >= 0"))
+    ema: bool = True
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    experiment: str = field(metadata=_check(lambda v: v.strip() != "", "a non-empty name"))
+    uri: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """All parameters of one pipeline run. `scale` is the active profile."""
+
+    skips: int = field(metadata=_check(lambda v: 0 <= v <= MAX_SKIPS, f"an integer 0..{MAX_SKIPS}"))
+    alpha: float = field(metadata=_check(lambda v: v >= 0 and math.isfinite(v), "a finite number >= 0"))
+    aug: bool
+    profile: str
+    seed: int = field(metadata=_check(lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"))
+    profiles: dict[str, ProfileConfig]
+    data: DataConfig
+    degrade: DegradeConfig
+    train: TrainConfig
+    tracking: TrackingConfig
+    source_file: str = PARAMS_FILE  # where the values came from, for messages
+
+    @property
+    def scale(self) -> ProfileConfig:
+        return self.profiles[self.profile]
+
+    @property
+    def resolution(self) -> int:
+        return self.scale.resolution
+
+
+# --------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if tp is bool:
+        return "true or false"
+    if tp is str:
+        return "a string"
+    if origin is Literal:
+        return "one of " + ", ".join(str(a) for a in typing.get_args(tp))
+    if dataclasses.is_dataclass(tp):
+        return "a mapping with keys " + ", ".join(f.name for f in _fields(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _describe(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_describe(args[0])}"
+        return f"a list of {len(args)} values"
+    if origin is dict:
+        return "a mapping"
+    return str(tp)
+
+
+def _fields(cls: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if f.name != "source_file"]
+
+
+class _Loader:
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, key: str, value: Any, allowed: str) -> typing.NoReturn:
+        shown = "null" if value is None else repr(value) if isinstance(value, str) else value
+        raise ConfigError(f"{self.source}: {key} = {shown}: allowed: {allowed}")
+
+    def convert(self, tp: Any, value: Any, key: str) -> Any:
+        origin = typing.get_origin(tp)
+        if dataclasses.is_dataclass(tp):
+            return self.build(tp, value, key)
+        if origin in (typing.Union, types.UnionType):
+            args = typing.get_args(tp)
+            if value is None and type(None) in args:
+                return None
+            inner = [a for a in args if a is not type(None)]
+            if len(inner) == 1:
+                return self.convert(inner[0], value, key)
+            self.fail(key, value, _describe(tp))
+        if origin is Literal:
+            if value not in typing.get_args(tp):
+                self.fail(key, value, _describe(tp))
+            return value
+        if tp is bool:
+            if not isinstance(value, bool):
+                self.fail(key, value, "true or false")
+            return value
+        if tp is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                self.fail(key, value, "an integer")
+            return value
+        if tp is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                self.fail(key, value, "a number")
+            return float(value)
+        if tp is str:
+            if not isinstance(value, str):
+                self.fail(key, value, "a string")
+            return value
+        if origin is tuple:
+            args = typing.get_args(tp)
+            if not isinstance(value, (list, tuple)):
+                self.fail(key, value, _describe(tp))
+            if len(args) == 2 and args[1] is Ellipsis:
+                return tuple(self.convert(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
+            if len(value) != len(args):
+                self.fail(key, value, _describe(tp))
+            return tuple(self.convert(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        if origin is dict:
+            _, value_type = typing.get_args(tp)
+            if not isinstance(value, dict) or not value:
+                self.fail(key, value, "a non-empty mapping")
+            return {str(k): self.convert(value_type, v, f"{key}.{k}") for k, v in value.items()}
+        raise TypeError(f"config loader cannot handle type {tp!r} at {key}")  # a bug of ours, not user input
+
+    def build(self, cls: type, mapping: Any, prefix: str = "") -> Any:
+        where = prefix or "the top level"
+        if not isinstance(mapping, dict):
+            self.fail(prefix or "<root>", mapping, _describe(cls))
+        hints = typing.get_type_hints(cls)
+        fields = _fields(cls)
+        names = {f.name for f in fields}
+        unknown = sorted(set(mapping) - names)
+        if unknown:
+            raise ConfigError(
+                f"{self.source}: unknown key {_join(prefix, unknown[0])!r} at {where}; "
+                f"allowed: {', '.join(sorted(names))}"
+            )
+        values = {}
+        for f in fields:
+            key = _join(prefix, f.name)
+            if f.name not in mapping:
+                if f.default is not dataclasses.MISSING:
+                    values[f.name] = f.default
+                    continue
+                raise ConfigError(f"{self.source}: missing key {key!r}: {_describe(hints[f.name])} is required")
+            value = self.convert(hints[f.name], mapping[f.name], key)
+            check = f.metadata.get("check")
+            if check is not None and not check(value):
+                self.fail(key, mapping[f.name], f.metadata["allowed"])
+            values[f.name] = value
+        return cls(**values)
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _cross_checks(config: Config, loader: _Loader) -> None:
+    """Constraints that involve several keys."""
+    if config.profile not in config.profiles:
+        loader.fail("profile", config.profile, "one of " + ", ".join(config.profiles))
+    resolution = config.resolution
+    nodes = skip_nodes(resolution)
+    if config.skips > len(nodes):
+        loader.fail(
+            "skips",
+            config.skips,
+            f"at most {len(nodes)} at resolution {resolution} (skip nodes {nodes[0]}..{nodes[-1]} px; "
+            f"skips {MAX_SKIPS} needs resolution {2 ** (MAX_SKIPS + 3)})",
+        )
+    for task in ("sr8", "sr16"):
+        factor = config.degrade.task(task).factor
+        if resolution // factor < 4:
+            loader.fail(
+                f"degrade.{task}.factor", factor, f"a factor leaving >= 4 px at resolution {resolution}"
+            )
+    if config.data.source == "folder" and not config.data.folder.train_dir:
+        loader.fail("data.folder.train_dir", config.data.folder.train_dir, "a directory of face images")
+
+
+def config_from_dict(params: dict, source: str = PARAMS_FILE, overrides: dict | None = None) -> Config:
+    """Build and validate a :class:`Config` from a params mapping (plus dotted-key overrides)."""
+    params = dict(params)
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(params, dotted, value, source)
+    loader = _Loader(source)
+    config = loader.build(Config, params)
+    config = dataclasses.replace(config, source_file=source)
+    _cross_checks(config, loader)
+    return config
+
+
+def _set_dotted(params: dict, dotted: str, value: Any, source: str) -> None:
+    node = params
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            raise ConfigError(f"{source}: override {dotted!r}: {part!r} is not a mapping of parameters")
+        child = dict(child)
+        node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key.sub=value` (value parsed as YAML, as `dvc exp run -S` does) -> (dotted key, value)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: allowed: KEY=VALUE, e.g. skips=6 or profiles.cpu.epochs=2")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw)
+
+
+def load_config(path: str | Path = PARAMS_FILE, overrides: dict | None = None) -> Config:
+    """Read and validate params.yaml (one-line ConfigError on any problem)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the parameters file ({exc.strerror})") from None
+    try:
+        params = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return config_from_dict(params or {}, source=str(path), overrides=overrides)
+
+
+def to_flat_dict(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten a config into `a.b.c -> value` (MLflow params, reports)."""
+    out: dict[str, Any] = {}
+    if dataclasses.is_dataclass(obj):
+        items = [(f.name, getattr(obj, f.name)) for f in _fields(type(obj))]
+    elif isinstance(obj, dict):
+        items = list(obj.items())
+    else:
+        return {prefix: obj}
+    for name, value in items:
+        out.update(to_flat_dict(value, _join(prefix, str(name))))
+    return out

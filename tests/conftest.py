@@ -1,0 +1,44 @@
+"""Shared fixtures: the repo's params, the shared CelebA sample, small configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from faceres.config import Config, config_from_dict
+
+REPO = Path(__file__).resolve().parents[1]
+CELEBA = REPO.parent / "shared" / "data" / "celeba-10k"
+
+
+def repo_params() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+@pytest.fixture
+def params() -> dict:
+    """A fresh copy of params.yaml's mapping, to modify in a test."""
+    return repo_params()
+
+
+def small_config(**overrides) -> Config:
+    """The cpu profile shrunk for tests: tiny synthetic set at 64 px (skips <= 3 there)."""
+    base = {
+        "skips": 2,
+        "profiles.cpu.resolution": 64,
+        "profiles.cpu.identities": 6,
+        "profiles.cpu.images_per_identity": 2,
+        "profiles.cpu.workers": 0,
+        "data.test_fraction": 0.34,
+    }
+    base.update(overrides)
+    return config_from_dict(repo_params(), overrides=base)
+
+
+@pytest.fixture
+def celeba() -> Path:
+    if not (CELEBA / "images").is_dir():
+        pytest.skip(f"{CELEBA} not present (the shared CelebA sample sits beside the repo)")
+    return CELEBA
