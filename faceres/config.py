@@ -41,8 +41,14 @@ def _is_power_of_two(value: int) -> bool:
 
 
 def skip_nodes(resolution: int) -> list[int]:
-    """Resolutions of the encoder->decoder skip nodes available at an image resolution: 8 .. resolution/2."""
-    return [2**e for e in range(3, int(math.log2(resolution)))]
+    """Resolutions of the encoder->decoder skip nodes at an image resolution: 8 .. min(resolution, 256).
+
+    At 512 px these are the paper's six nodes (8..256). Smaller images drop the first layers but keep the
+    nodes 8..64 (spec section 1), so at resolution <= 256 the finest node is the full-resolution feature
+    of the encoder's first (size-keeping) convolution: 64 px images have four nodes, 8..64.
+    """
+    finest = min(resolution, 2 ** (MAX_SKIPS + 2))
+    return [2**e for e in range(3, int(math.log2(finest)) + 1)]
 
 
 _positive_int = _check(lambda v: v > 0, "an integer > 0")
@@ -142,6 +148,19 @@ class DegradeConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """Adversarial data augmentation (spec section 2's decision): with probability `prob`, replace a
+    sample's degradation by a harder one found against the current generator, inside the configured ranges."""
+
+    prob: float = field(metadata=_probability)
+    mode: Literal["worst_of_k", "pgd", "both"]
+    candidates: int = field(metadata=_check(lambda v: v >= 2, "an integer >= 2 (worst of K)"))
+    pgd_steps: int = field(metadata=_positive_int)
+    pgd_step: float = field(metadata=_check(lambda v: 0 < v <= 1, "a fraction of each range in (0, 1]"))
+    pixel_eps: float = field(metadata=_check(lambda v: 0 <= v <= 255, "an L-inf radius in [0, 255] (0 = off)"))
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     lr: float = field(metadata=_check(lambda v: 0.0 < v < 1.0, "a learning rate in (0, 1)"))
     betas: tuple[float, float] = field(
@@ -151,7 +170,34 @@ class TrainConfig:
     perceptual_weight: float = field(metadata=_check(lambda v: v >= 0, "a number >= 0"))
     style_weight: float = field(metadata=_check(lambda v: v >= 0, "a number >= 0"))
     r1_gamma: float = field(metadata=_check(lambda v: v >= 0, "a number >= 0"))
-    ema: bool = True
+    r1_interval: int = field(metadata=_positive_int)
+    ema: bool
+    ema_images: int = field(metadata=_positive_int)
+    ema_rampup: float = field(metadata=_check(lambda v: 0 <= v <= 1, "a number in [0, 1] (0 = no ramp-up)"))
+    noise_mode: Literal["random", "const", "none"]
+    skip_mode: Literal["add", "concat"]
+    augment: AugmentConfig
+    log_every: int = field(metadata=_positive_int)
+    sample_every: int = field(metadata=_positive_int)
+    checkpoint_every: int = field(metadata=_positive_int)
+    deterministic: bool = True
+
+
+@dataclass(frozen=True)
+class RestoreConfig:
+    noise_seeds: int = field(metadata=_check(lambda v: 1 <= v <= 64, "an integer 1..64"))
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    """The arms beside the main model; each varies one key, the others at the paper's defaults (`base`)."""
+
+    base_skips: int = field(metadata=_check(lambda v: 0 <= v <= MAX_SKIPS, f"an integer 0..{MAX_SKIPS}"))
+    base_alpha: float = field(metadata=_check(lambda v: v >= 0, "a number >= 0"))
+    base_aug: bool
+    skips: tuple[int, ...] = field(metadata=_check(lambda v: all(0 <= s <= MAX_SKIPS for s in v), "integers 0..6"))
+    alpha: tuple[float, ...] = field(metadata=_check(lambda v: all(a >= 0 for a in v), "numbers >= 0"))
+    aug: tuple[bool, ...]
 
 
 @dataclass(frozen=True)
@@ -173,6 +219,8 @@ class Config:
     data: DataConfig
     degrade: DegradeConfig
     train: TrainConfig
+    restore: RestoreConfig
+    ablations: AblationConfig
     tracking: TrackingConfig
     source_file: str = PARAMS_FILE  # where the values came from, for messages
 
@@ -319,7 +367,7 @@ def _cross_checks(config: Config, loader: _Loader) -> None:
             "skips",
             config.skips,
             f"at most {len(nodes)} at resolution {resolution} (skip nodes {nodes[0]}..{nodes[-1]} px; "
-            f"skips {MAX_SKIPS} needs resolution {2 ** (MAX_SKIPS + 3)})",
+            f"skips {MAX_SKIPS} needs resolution >= {2 ** (MAX_SKIPS + 2)})",
         )
     for task in ("sr8", "sr16"):
         factor = config.degrade.task(task).factor

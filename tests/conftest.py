@@ -24,7 +24,7 @@ def params() -> dict:
 
 
 def small_config(**overrides) -> Config:
-    """The cpu profile shrunk for tests: tiny synthetic set at 64 px (skips <= 3 there)."""
+    """The cpu profile shrunk for tests: a tiny synthetic set at 64 px."""
     base = {
         "skips": 2,
         "profiles.cpu.resolution": 64,

@@ -27,14 +27,17 @@ def test_shipped_params_hold_the_papers_reference_values():
 
 def test_default_profile_is_cpu_sized_and_paper_profile_is_one_override_away(params):
     cpu = config_from_dict(params)
-    assert cpu.profile == "cpu" and cpu.resolution <= 128
+    assert cpu.profile == "cpu" and cpu.resolution <= 128 and cpu.skips == 4
     paper = config_from_dict(params, overrides={"profile": "paper", "skips": 6})
     assert paper.resolution == 512 and paper.scale.batch == 32 and paper.skips == 6
 
 
 def test_skip_nodes_match_the_paper():
     assert skip_nodes(512) == [8, 16, 32, 64, 128, 256]  # appendix C.1: six possible nodes at 512 px
-    assert skip_nodes(128) == [8, 16, 32, 64]
+    assert skip_nodes(1024) == [8, 16, 32, 64, 128, 256]
+    assert skip_nodes(256) == [8, 16, 32, 64, 128, 256]
+    assert skip_nodes(128) == [8, 16, 32, 64, 128]  # smaller images keep the nodes 8..64 (spec section 1)
+    assert skip_nodes(64) == [8, 16, 32, 64]
     assert len(skip_nodes(512)) == MAX_SKIPS
 
 
@@ -43,7 +46,8 @@ def test_skip_nodes_match_the_paper():
     [
         ({"skips": 7}, "skips = 7: allowed: an integer 0..6"),
         ({"skips": -1}, "skips = -1"),
-        ({"skips": 6}, "skips = 6: allowed: at most 4 at resolution 128"),
+        ({"skips": 6}, "skips = 6: allowed: at most 4 at resolution 64 (skip nodes 8..64 px"),
+        ({"skips": 5, "profiles.cpu.resolution": 32}, "skips = 5: allowed: at most 3 at resolution 32"),
         ({"skips": 2.5}, "skips = 2.5: allowed: an integer"),
         ({"skips": True}, "skips = True: allowed: an integer"),
         ({"alpha": -0.1}, "alpha = -0.1: allowed: a finite number >= 0"),
@@ -62,6 +66,7 @@ def test_skip_nodes_match_the_paper():
         ({"degrade.splits": ["val"]}, "degrade.splits[0] = 'val': allowed: one of train, test"),
         ({"degrade.sr16.factor": 12}, "degrade.sr16.factor = 12: allowed: a power of two >= 2"),
         ({"profiles.cpu.resolution": 32, "skips": 1}, "degrade.sr16.factor = 16: allowed: a factor leaving >= 4 px"),
+        ({"profiles.cpu.resolution": 16, "skips": 1}, "degrade.sr8.factor = 8"),
         ({"train.betas": [0.0, 1.0]}, "train.betas = [0.0, 1.0]: allowed: two Adam betas in [0, 1)"),
     ],
 )
