@@ -1,0 +1,75 @@
+"""One call that makes the whole report from the metrics folder: tables, figures, Figure 8's plot data,
+report.md and report.html (what the DVC ``report`` stage runs)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from faceres.errors import ConfigError, DataError
+from faceres.report.document import ReportFigure, RunInfo, write_report
+from faceres.report.figures import FIGURE8_LABELS, alpha_tradeoff, figure8, figure8_data, save_figure, write_figure8_data
+from faceres.report.human_study import aggregate_votes
+from faceres.report.inputs import load_metrics_dir
+from faceres.report.tables import TABLE8_LABELS, alpha_table, table6, table7, table8
+
+
+def build_report(
+    out_dir: str | Path,
+    *,
+    metrics_root: str | Path,
+    run_info: RunInfo,
+    skips_arms: Mapping[int, str],
+    aug_arms: Mapping[str, str],
+    alpha_arms: Mapping[float, str],
+    comparison: Mapping[str, str] = TABLE8_LABELS,
+    figure8_methods: Mapping[str, str] = FIGURE8_LABELS,
+    votes_csvs: Sequence[str | Path] = (),
+    key_csv: str | Path | None = None,
+    qualitative: Sequence[tuple[str, Figure, str]] = (),
+    psnr_spread: str = "seed_std",
+    ipr_k: int = 1,
+    task: str = "bfr",
+) -> dict[str, Path]:
+    """Everything into ``out_dir``: ``tables/`` (csv, md, tex), ``figures/`` (png, pdf), ``plots/`` (Figure 8
+    data), ``report.md``, ``report.html``. Returns the report paths {"md", "html"}.
+
+    ``metrics_root`` holds ``<method>/<task>.json``; the arms map table rows to method names. Votes files
+    need ``key_csv``; without ``votes_csvs`` Table 8 says "no votes". ``qualitative``: (title, figure, caption) from
+    :mod:`faceres.report.figures`' grids, saved and shown after the metric figures.
+    """
+    if votes_csvs and key_csv is None:
+        raise ConfigError("votes files given without the questionnaire's key_csv: the votes cannot be decoded")
+    out_dir = Path(out_dir)
+    runs = load_metrics_dir(metrics_root, task)
+    preference = aggregate_votes(list(votes_csvs), key_csv) if votes_csvs else None
+    tables = [
+        table6(runs, skips_arms, psnr_spread=psnr_spread, ipr_k=ipr_k, task=task),
+        table7(runs, aug_arms, task=task),
+        table8(runs, comparison, preference=preference, ipr_k=ipr_k, task=task),
+        alpha_table(runs, alpha_arms, task=task),
+    ]
+    for table in tables:
+        table.write(out_dir / "tables")
+
+    write_figure8_data(figure8_data(runs, figure8_methods), out_dir / "plots")
+    makers = [
+        ("Figure 8: iPrecision and iRecall (Inception features) vs neighbourhood size",
+         lambda: figure8(runs, figure8_methods), "figure8",
+         "One line per method with a metrics file; k = 1..4 (appendix B, Fig. 8)."),
+        ("Alpha trade-off: PSNR and FID vs α", lambda: alpha_tradeoff(runs, alpha_arms), "alpha_tradeoff",
+         "Appendix C.4 claims PSNR falls and FID improves (falls) as α grows; ρ = Spearman rank correlation."),
+    ]
+    makers += [(title, (lambda f=fig: f), f"qualitative_{i}", caption) for i, (title, fig, caption) in enumerate(qualitative, 1)]
+    figures = []
+    for title, make, stem, caption in makers:
+        try:
+            fig = make()
+        except DataError as exc:
+            figures.append(ReportFigure(title, None, missing=str(exc)))
+            continue
+        paths = save_figure(fig, out_dir / "figures" / stem)
+        figures.append(ReportFigure(title, paths["png"], caption, pdf=paths["pdf"]))
+    return write_report(out_dir, tables=tables, figures=figures, run_info=run_info)

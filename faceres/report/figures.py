@@ -1,0 +1,268 @@
+"""The paper's figures from our metrics files and output folders (matplotlib, no pyplot: no global state).
+
+- :func:`figure8`: iPrecision / iRecall against neighbourhood size k, one line per method (appendix Fig. 8);
+  :func:`figure8_data` / :func:`write_figure8_data` give the same numbers as tables for ``dvc plots``.
+- :func:`alpha_tradeoff`: PSNR and FID against the adversarial weight alpha (appendix C.4).
+- :func:`qualitative_grid` and its paper-shaped wrappers :func:`figure9` (skips), :func:`figure10` (noise
+  seeds), :func:`sr_figure` (8x / 16x SR, Figs. 14-15): rows = test images, columns = titled image folders.
+
+Every function returns a :class:`matplotlib.figure.Figure`; :func:`save_figure` writes it as PNG and PDF.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from PIL import Image
+
+from faceres.errors import ConfigError, DataError
+from faceres.report.images import find_image, load_image
+from faceres.report.inputs import FEATURE_SPACES, MetricsFile
+from faceres.report.tables import alpha_trend
+
+FIGURE8_LABELS = {"DEG*": "deg", "GPEN": "gpen", "GFPGAN*": "gfpgan", "DFDNet": "dfdnet", "Ours": "ours"}
+FIGURE8_METRICS = (("iprecision", "iPrecision"), ("irecall", "iRecall"))
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+# Ours drawn last, on top, in the strongest colour (as the paper's figure does).
+_STYLE = {
+    "DEG*": ("tab:gray", "o"), "GPEN": ("tab:orange", "s"), "GFPGAN*": ("tab:green", "^"),
+    "DFDNet": ("tab:purple", "D"), "Ours": ("tab:red", "*"),
+}
+DPI = 150
+
+
+def save_figure(figure: Figure, stem: str | Path) -> dict[str, Path]:
+    """Write ``<stem>.png`` and ``<stem>.pdf``; returns their paths by suffix."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = {suffix: stem.with_name(f"{stem.name}.{suffix}") for suffix in ("png", "pdf")}
+    for suffix, path in paths.items():
+        figure.savefig(path, format=suffix, dpi=DPI, bbox_inches="tight")
+    return paths
+
+
+def _check_ks(ks: Sequence[int]) -> list[int]:
+    ks = list(ks)
+    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
+        raise ConfigError(f"ks = {ks!r}; allowed: positive integer neighbourhood sizes, e.g. [1, 2, 3, 4]")
+    return ks
+
+
+def figure8_data(
+    runs: Mapping[str, MetricsFile],
+    methods: Mapping[str, str] = FIGURE8_LABELS,
+    *,
+    features: str = "inception",
+    ks: Sequence[int] = (1, 2, 3, 4),
+) -> pd.DataFrame:
+    """Long table (method, k, iprecision, irecall) for the ``methods`` ({label: method}) that have metrics files.
+
+    A value absent from a file is NaN. Methods without a file are left out, as in the figure.
+    """
+    ks = _check_ks(ks)
+    if features not in FEATURE_SPACES:
+        raise ConfigError(f"features = {features!r}; allowed: {', '.join(FEATURE_SPACES)}")
+    records = []
+    for label, method in methods.items():
+        run = runs.get(method)
+        if run is None:
+            continue
+        for k in ks:
+            records.append({
+                "method": label, "k": k,
+                **{m: run.manifold_value(m, features, k) for m, _ in FIGURE8_METRICS},
+            })
+    data = pd.DataFrame.from_records(records, columns=["method", "k", "iprecision", "irecall"])
+    return data.astype({"iprecision": float, "irecall": float})
+
+
+def write_figure8_data(data: pd.DataFrame, out_dir: str | Path, stem: str = "figure8") -> dict[str, Path]:
+    """Figure 8's numbers for ``dvc plots``: ``<stem>.csv`` / ``.json`` (long: method, k, iprecision, irecall)
+    and ``<stem>_iprecision.csv`` / ``<stem>_irecall.csv`` (wide: k, one column per method), e.g.::
+
+        plots:
+          - iPrecision: {template: linear, x: k, y: {reports/figure8_iprecision.csv: [GPEN, Ours]}}
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out_dir / f"{stem}.csv", "json": out_dir / f"{stem}.json"}
+    data.to_csv(paths["csv"], index=False, float_format="%.6g")
+    records = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()} for r in data.to_dict("records")]
+    paths["json"].write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
+    for metric, _ in FIGURE8_METRICS:
+        wide = data.pivot(index="k", columns="method", values=metric)
+        wide = wide[list(dict.fromkeys(data["method"]))].reset_index()  # methods in legend order
+        paths[metric] = out_dir / f"{stem}_{metric}.csv"
+        wide.to_csv(paths[metric], index=False, float_format="%.6g")
+    return paths
+
+
+def figure8(
+    runs: Mapping[str, MetricsFile],
+    methods: Mapping[str, str] = FIGURE8_LABELS,
+    *,
+    features: str = "inception",
+    ks: Sequence[int] = (1, 2, 3, 4),
+) -> Figure:
+    """Appendix Figure 8: iPrecision (left) and iRecall (right) against k, one line per method with metrics."""
+    data = figure8_data(runs, methods, features=features, ks=ks)
+    if data[["iprecision", "irecall"]].notna().sum().sum() == 0:
+        wanted = ", ".join(f"{label} ({method})" for label, method in methods.items())
+        raise DataError(f"figure 8: no metrics file among {wanted} has {features} iprecision or irecall")
+    figure = Figure(figsize=(8.0, 3.2))
+    axes = figure.subplots(1, 2)
+    for ax, (metric, ylabel) in zip(axes, FIGURE8_METRICS):
+        for index, (label, group) in enumerate(data.groupby("method", sort=False)):
+            if group[metric].isna().all():
+                continue
+            colour, marker = _STYLE.get(label, (f"C{index}", _MARKERS[index % len(_MARKERS)]))
+            ax.plot(group["k"], group[metric], marker=marker, color=colour, label=label, linewidth=1.5,
+                    markersize=7 if marker == "*" else 5)
+        ax.set_xlabel("Neighborhood Sizes")
+        ax.set_ylabel(ylabel)
+        ax.set_xticks(list(ks))
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8, frameon=True)
+    figure.suptitle(f"{'/'.join(y for _, y in FIGURE8_METRICS)} with {features.capitalize()} features", fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def alpha_tradeoff(runs: Mapping[str, MetricsFile], arms: Mapping[float, str]) -> Figure:
+    """PSNR (left axis) and FID (right axis) against alpha ({alpha: method}); log x (symlog if alpha = 0 runs)."""
+    points = sorted((float(a), runs[m]) for a, m in arms.items() if m in runs)
+    psnr = [(a, r.per_image["psnr"].mean) for a, r in points if "psnr" in r.per_image]
+    fid = [(a, r.fid) for a, r in points if r.fid is not None]
+    if not psnr and not fid:
+        raise DataError(f"alpha trade-off: none of the alpha arms {dict(arms)} has a metrics file with PSNR or FID")
+    figure = Figure(figsize=(5.0, 3.4))
+    ax_psnr = figure.subplots()
+    ax_fid = ax_psnr.twinx()
+    for ax, series, label, colour, marker in ((ax_psnr, psnr, "PSNR", "tab:blue", "o"), (ax_fid, fid, "FID", "tab:red", "s")):
+        if series:
+            trend = alpha_trend(dict(series), label, None)
+            ax.plot(*zip(*series), marker=marker, color=colour, label=f"{label} (ρ = {trend.rho:+.2f})" if trend.n > 1 and not np.isnan(trend.rho) else label)
+        ax.set_ylabel(f"{label} {'↑' if label == 'PSNR' else '↓'}", color=colour)
+        ax.tick_params(axis="y", colors=colour)
+    alphas = [a for a, _ in points]
+    positive = [a for a in alphas if a > 0]
+    if 0.0 in alphas:
+        ax_psnr.set_xscale("symlog", linthresh=min(positive) if positive else 1.0)
+    else:
+        ax_psnr.set_xscale("log")
+    ax_psnr.set_xticks(alphas, [f"{a:g}" for a in alphas])
+    ax_psnr.set_xlabel("adversarial weight α")
+    ax_psnr.grid(True, alpha=0.3)
+    handles = ax_psnr.get_lines() + ax_fid.get_lines()
+    ax_psnr.legend(handles, [h.get_label() for h in handles], loc="upper center", fontsize=8)
+    ax_psnr.set_title("Reconstruction vs realism as α grows (paper: PSNR falls, FID improves)", fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+ImageSource = str | Path | Callable[[str], np.ndarray]
+
+
+def _cell_image(source: ImageSource, image_id: str) -> tuple[np.ndarray, str]:
+    if callable(source):
+        return source(image_id), f"{image_id} (computed)"
+    return load_image(source, image_id), str(find_image(source, image_id))
+
+
+def qualitative_grid(
+    columns: Mapping[str, ImageSource],
+    image_ids: Sequence[str],
+    *,
+    title: str | None = None,
+    cell_inches: float = 1.6,
+) -> Figure:
+    """Rows = ``image_ids``; columns = {title: folder (or a function image_id -> uint8 array)}, in order.
+
+    Within a row, images share one aspect ratio; an image smaller than the row's largest by an integer factor
+    (a low-resolution input) is shown with nearest-neighbour enlargement, so its pixels stay visible.
+    """
+    if not columns or not image_ids:
+        raise ConfigError("a qualitative grid needs at least one column and one image id")
+    grid = []
+    for image_id in image_ids:
+        row = [_cell_image(source, image_id) for source in columns.values()]
+        height, width = max((img.shape[:2] for img, _ in row), key=lambda hw: hw[0] * hw[1])
+        for img, where in row:
+            h, w = img.shape[:2]
+            if (height % h or width % w or height // h != width // w):
+                raise DataError(f"{where}: {w}x{h} px does not fit the row's {width}x{height} px (allowed: the same size or an integer fraction)")
+        grid.append(row)
+    n_rows, n_cols = len(image_ids), len(columns)
+    figure = Figure(figsize=(cell_inches * n_cols, cell_inches * n_rows + (0.5 if title else 0.25)))
+    axes = np.atleast_2d(figure.subplots(n_rows, n_cols, squeeze=False))
+    for r, (image_id, row) in enumerate(zip(image_ids, grid)):
+        full = max(img.shape[0] for img, _ in row)
+        for c, ((img, _), column_title) in enumerate(zip(row, columns)):
+            ax = axes[r, c]
+            ax.imshow(img, interpolation="nearest" if img.shape[0] < full else "antialiased")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(column_title, fontsize=9)
+            if c == 0:
+                ax.set_ylabel(image_id, fontsize=7)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.subplots_adjust(wspace=0.03, hspace=0.03)
+    return figure
+
+
+def figure9(input_dir: str | Path, skips_dirs: Mapping[int, str | Path], gt_dir: str | Path, image_ids: Sequence[str]) -> Figure:
+    """Appendix Figure 9: input | restoration with n = 0, 1, ... skip connections | ground truth."""
+    columns = {"Input": input_dir, **{f"n = {n}": d for n, d in sorted(skips_dirs.items())}, "GT": gt_dir}
+    return qualitative_grid(columns, image_ids, title="Number of skip connections (n)")
+
+
+def figure10(
+    input_dir: str | Path,
+    seed_dirs: Mapping[int, str | Path],
+    image_ids: Sequence[str],
+    gt_dir: str | Path | None = None,
+    *,
+    skips: int = 0,
+) -> Figure:
+    """Appendix Figure 10: one input restored with several noise seeds (the model with ``skips`` skips)."""
+    columns: dict[str, ImageSource] = {"Input": input_dir, **{f"seed {s}": d for s, d in sorted(seed_dirs.items())}}
+    if gt_dir is not None:
+        columns["GT"] = gt_dir
+    return qualitative_grid(columns, image_ids, title=f"Noise seeds, n = {skips} skip connections")
+
+
+def sr_figure(
+    input_dir: str | Path,
+    methods_dirs: Mapping[str, str | Path],
+    gt_dir: str | Path,
+    image_ids: Sequence[str],
+    *,
+    factor: int,
+    bicubic_dir: str | Path | None = None,
+) -> Figure:
+    """Appendix Figures 14 (16x) / 15 (8x): input | bicubic | methods | GT. Bicubic is computed from the input
+    (PIL bicubic to the ground truth's size) unless ``bicubic_dir`` is given; input x ``factor`` must be GT's size."""
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
+        raise ConfigError(f"factor = {factor!r}; allowed: an integer SR factor >= 2 (8, 16)")
+
+    def bicubic(image_id: str) -> np.ndarray:
+        low = load_image(input_dir, image_id)
+        gt = load_image(gt_dir, image_id)
+        if (low.shape[0] * factor, low.shape[1] * factor) != gt.shape[:2]:
+            raise DataError(
+                f"{find_image(input_dir, image_id)}: {low.shape[1]}x{low.shape[0]} px x {factor} != ground truth "
+                f"{gt.shape[1]}x{gt.shape[0]} px ({find_image(gt_dir, image_id)})"
+            )
+        return np.asarray(Image.fromarray(low).resize((gt.shape[1], gt.shape[0]), Image.Resampling.BICUBIC))
+
+    columns: dict[str, ImageSource] = {"Input": input_dir, "Bicubic": bicubic_dir if bicubic_dir is not None else bicubic}
+    columns.update(methods_dirs)
+    columns["GT"] = gt_dir
+    return qualitative_grid(columns, image_ids, title=f"{factor}x super-resolution")

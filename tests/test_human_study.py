@@ -1,0 +1,205 @@
+"""Human-study kit: the questionnaire page and its key, vote aggregation, and the page driven in Chromium."""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceres.errors import DataError
+from faceres.report.human_study import CRITERIA, aggregate_votes, build_questionnaire, read_key
+
+EXAMPLES = ["000101", "000202", "000303", "000404"]
+# Unusual names: the page must not contain them (the key lives only in key.csv).
+METHODS = ("meth_dfdnet_x", "meth_gfpgan_x", "meth_gpen_x", "meth_ours_x")
+COLOURS = {"input": 10, "gt": 250, **{m: 60 + 40 * i for i, m in enumerate(METHODS)}}
+Z95 = 1.959963984540054  # standard normal 97.5% quantile
+
+
+def _write(folder: Path, value: int, fmt: str = "png") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, example in enumerate(EXAMPLES):
+        array = np.full((16, 16, 3), value, np.uint8)
+        array[0, 0] = (i, i, i)  # a per-example mark
+        Image.fromarray(array).save(folder / f"{example}.{fmt}", **({"quality": 100} if fmt == "jpg" else {}))
+    return folder
+
+
+@pytest.fixture
+def study(tmp_path):
+    dirs = {m: _write(tmp_path / m, COLOURS[m], "jpg" if m == METHODS[0] else "png") for m in METHODS}
+    inp, gt = _write(tmp_path / "input", COLOURS["input"]), _write(tmp_path / "gt", COLOURS["gt"])
+    page, key_csv = tmp_path / "study" / "questionnaire.html", tmp_path / "private" / "key.csv"
+    key = build_questionnaire(EXAMPLES, dirs, inp, gt, page, key_csv, seed=7)
+    return {"dirs": dirs, "input": inp, "gt": gt, "page": page, "key_csv": key_csv, "key": key, "tmp": tmp_path}
+
+
+def _page_images(page: str) -> list[np.ndarray]:
+    return [np.asarray(Image.open(io.BytesIO(base64.b64decode(b))).convert("RGB"))
+            for b in re.findall(r'src="data:image/png;base64,([^"]+)"', page)]
+
+
+def test_questionnaire_page_and_key(study):
+    page, key = study["page"].read_text(), study["key"]
+    assert list(key.columns) == ["example", "label", "method"] and len(key) == len(EXAMPLES) * len(METHODS)
+    for example in EXAMPLES:
+        rows = key[key["example"] == example]
+        assert list(rows["label"]) == ["A", "B", "C", "D"] and sorted(rows["method"]) == sorted(METHODS)
+    assert len({tuple(key[key["example"] == e]["method"]) for e in EXAMPLES}) > 1  # order differs per example
+    assert read_key(study["key_csv"]) == {e: dict(zip(g["label"], g["method"])) for e, g in key.groupby("example")}
+    # The key is not in the page: no method names, no folder names, no file names.
+    for method in METHODS:
+        assert method not in page
+    assert str(study["tmp"]) not in page and ".jpg" not in page
+    for name, _ in CRITERIA:
+        assert name in page
+    # 16 px images are shown at an integer zoom (16x: 256 px), never resampled by the browser.
+    assert page.count('width="256" height="256"') == len(EXAMPLES) * (2 + len(METHODS))
+    assert 'id="votes-csv"' in page and "Blob" in page and not re.search(r'(src|href)="(?!data:)', page)
+    # Images appear in the key's order: per example input, GT, then A, B, C, D (checked by their colours).
+    images = _page_images(page)
+    assert len(images) == len(EXAMPLES) * (2 + len(METHODS))
+    for e, example in enumerate(EXAMPLES):
+        block = images[e * 6:(e + 1) * 6]
+        expected = ["input", "gt"] + list(key[key["example"] == example]["method"])
+        for image, source in zip(block, expected):
+            assert image[1, 1, 0] == pytest.approx(COLOURS[source], abs=2) and image[0, 0, 0] == pytest.approx(e, abs=2)
+
+
+def test_questionnaire_order_is_seeded(study, tmp_path):
+    again = build_questionnaire(EXAMPLES, study["dirs"], study["input"], study["gt"], tmp_path / "p.html", tmp_path / "k.csv", seed=7)
+    assert again.equals(study["key"])
+    other = build_questionnaire(EXAMPLES, study["dirs"], study["input"], study["gt"], tmp_path / "p.html", tmp_path / "k.csv", seed=8)
+    assert not other.equals(study["key"])
+    with pytest.raises(DataError, match="no image '999999'"):
+        build_questionnaire(["999999"], study["dirs"], study["input"], study["gt"], tmp_path / "p.html", tmp_path / "k.csv", seed=1)
+
+
+def _key_csv(path: Path) -> Path:
+    rows = ["example,label,method"]
+    for example, order in (("e1", "ours gpen gfpgan dfdnet"), ("e2", "gpen ours dfdnet gfpgan"),
+                           ("e3", "dfdnet gfpgan ours gpen"), ("e4", "gfpgan dfdnet gpen ours")):
+        rows += [f"{example},{label},{m}" for label, m in zip("ABCD", order.split())]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def _wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+def test_aggregate_votes_hand_computed(tmp_path):
+    key = _key_csv(tmp_path / "key.csv")
+    (tmp_path / "r1.csv").write_text("rater,example,choice_label\nr1,e1,A\nr1,e2,B\nr1,e3,C\nr1,e4,C\n")
+    # r2 picks ours on e1 (A), e2 (B), gfpgan on e3 (B); skips e4. Extra columns are ignored.
+    (tmp_path / "r2.csv").write_text("rater,example,choice_label,comment\nr2,e1,A,\nr2,e2,B,\"sharp, real\"\nr2,e3,B,\n")
+    result = aggregate_votes([tmp_path / "r1.csv", tmp_path / "r2.csv"], key)
+    # r1: ours, ours, ours, gpen; r2: ours, ours, gfpgan -> ours 5, gpen 1, gfpgan 1, dfdnet 0 of 7.
+    assert result["votes"].to_dict() == {"ours": 5, "gpen": 1, "gfpgan": 1, "dfdnet": 0}
+    assert (result["total"] == 7).all()
+    assert result.loc["ours", "preference_pct"] == pytest.approx(100 * 5 / 7)
+    for method, k in (("ours", 5), ("dfdnet", 0)):
+        low, high = _wilson(k, 7)
+        assert result.loc[method, "ci_low_pct"] == pytest.approx(100 * low, abs=1e-9)
+        assert result.loc[method, "ci_high_pct"] == pytest.approx(100 * high, abs=1e-9)
+    assert result.attrs == {"raters": 2, "examples": 4}
+
+
+@pytest.mark.parametrize(
+    "votes, expected",
+    [
+        ("rater,example,choice_label\nr1,e9,A\n", "line 2: example 'e9' is not in the answer key"),
+        ("rater,example,choice_label\nr1,e1,A\nr1,e2,E\n", "line 3: label 'E' for example 'e2' is not in the answer key"),
+        ("rater,example,choice_label\nr1,e1,A\nr1,e1,B\n", "line 3: rater 'r1' already voted on example 'e1'"),
+        ("rater,example,label\nr1,e1,A\n", "required: rater, example, choice_label"),
+        ("rater,example,choice_label\nr1,,A\n", "line 2: empty example"),
+        ("rater,example,choice_label\n", "no votes in"),
+    ],
+)
+def test_bad_votes_give_one_line_errors(tmp_path, votes, expected):
+    key = _key_csv(tmp_path / "key.csv")
+    path = tmp_path / "votes.csv"
+    path.write_text(votes)
+    with pytest.raises(DataError) as info:
+        aggregate_votes(path, key)
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+# --- the page in a real browser -------------------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture
+def browser(tmp_path):
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (pip install selenium)")
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("Chromium or chromedriver not installed (Debian: apt-get install chromium chromium-driver)")
+    from selenium.webdriver.chrome.service import Service
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                 f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    driver.set_window_size(1280, 900)
+    driver.downloads = downloads
+    yield driver
+    driver.quit()
+
+
+def test_questionnaire_in_chromium(study, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    key = read_key(study["key_csv"])
+    label_of = {e: {m: label for label, m in labels.items()} for e, labels in key.items()}
+    # Rater 1 prefers ours everywhere but the last example (GPEN); rater 2 picks ours on the first two only.
+    plans = {"Rater One": [METHODS[3]] * 3 + [METHODS[2]], "r2": [METHODS[3], METHODS[3], None, None]}
+    votes_files = []
+    for rater, plan in plans.items():
+        browser.get(study["page"].as_uri())
+        for index, (example, method) in enumerate(zip(EXAMPLES, plan)):
+            if method is None:
+                continue
+            label = label_of[example][method]
+            choice = browser.find_element(By.CSS_SELECTOR, f'input[name="ex-{index}"][value="{label}"]')
+            choice.find_element(By.XPATH, "..").find_element(By.TAG_NAME, "img").click()  # click the picture
+            assert choice.is_selected()
+        browser.find_element(By.ID, "rater").send_keys(rater)
+        browser.find_element(By.ID, "export").click()
+        text = browser.find_element(By.ID, "votes-csv").get_property("value")
+        answered = sum(m is not None for m in plan)
+        assert text.splitlines()[0] == "rater,example,choice_label" and len(text.splitlines()) == 1 + answered
+        assert f"Exported {answered} of {len(EXAMPLES)} answers" in browser.find_element(By.ID, "status").text
+        path = tmp_path / f"votes-{len(votes_files)}.csv"
+        path.write_text(text, newline="")
+        votes_files.append(path)
+    result = aggregate_votes(votes_files, study["key_csv"])
+    assert result["votes"].reindex(list(METHODS)).tolist() == [0, 0, 1, 5]
+    assert result.loc[METHODS[3], "preference_pct"] == pytest.approx(100 * 5 / 6)
+    assert result.attrs["raters"] == 2
+    downloaded = browser.downloads / "votes-r2.csv"
+    for _ in range(100):  # the Blob download lands asynchronously
+        if downloaded.is_file():
+            break
+        time.sleep(0.1)
+    assert downloaded.is_file(), "the Export button did not download votes-r2.csv"
+    assert downloaded.read_text() == votes_files[1].read_text()
