@@ -1,0 +1,123 @@
+"""The `faceres` command: the pipeline's operations for ad-hoc use (the DVC stages call the same functions).
+
+Every command reads params.yaml (``--params``) with optional ``-S KEY=VALUE`` overrides, as `dvc exp run -S`
+does. User errors print one line, ``error: ...``, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from faceres.config import Config, load_config, parse_override, to_flat_dict
+from faceres.errors import FaceresError
+
+EXIT_USER_ERROR = 2
+
+
+def user_errors_exit(main: Callable[..., int | None]) -> Callable[..., int]:
+    """Turn FaceresError into `error: <one line>` on stderr and exit status 2 (no traceback)."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs) -> int:
+        try:
+            return main(*args, **kwargs) or 0
+        except FaceresError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            return 130
+
+    return wrapper
+
+
+def add_params_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    parser.add_argument(
+        "-S",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a parameter, e.g. -S skips=6 -S profiles.cpu.epochs=1 (repeatable)",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    return load_config(args.params, overrides=dict(parse_override(o) for o in args.overrides))
+
+
+def _cmd_config(args: argparse.Namespace) -> None:
+    config = config_from_args(args)
+    flat = {k: v for k, v in to_flat_dict(config).items() if not k.startswith("profiles.")}
+    flat.update({f"scale.{k}": v for k, v in to_flat_dict(config.scale).items()})
+    print(json.dumps(flat, indent=2, default=list))
+
+
+def _cmd_prepare(args: argparse.Namespace) -> None:
+    from faceres import runs
+
+    runs.prepare(config_from_args(args), Path(args.out), track=not args.no_track)
+
+
+def _cmd_degrade(args: argparse.Namespace) -> None:
+    from faceres import runs
+
+    config = config_from_args(args)
+    for task in args.task:
+        runs.degrade(config, task, Path(args.data), Path(args.out) / task, track=not args.no_track)
+
+
+def _cmd_replay(args: argparse.Namespace) -> None:
+    from faceres.degrade_stage import replay_image
+
+    out = replay_image(Path(args.degraded), args.image_id, Path(args.data), Path(args.out))
+    print(out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="faceres", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("config", help="validate params.yaml and print the effective parameters")
+    add_params_arguments(p)
+    p.set_defaults(func=_cmd_config)
+
+    p = sub.add_parser("prepare", help="render or import face images at the profile resolution")
+    add_params_arguments(p)
+    p.add_argument("--out", default="data/prepared", help="output directory (default: data/prepared)")
+    p.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
+    p.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser("degrade", help="synthesize degraded inputs (bfr, sr8, sr16) for the prepared faces")
+    add_params_arguments(p)
+    p.add_argument("--task", action="append", choices=["bfr", "sr8", "sr16"], required=True)
+    p.add_argument("--data", default="data/prepared", help="prepared dataset (default: data/prepared)")
+    p.add_argument("--out", default="data/degraded", help="output root; one folder per task")
+    p.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
+    p.set_defaults(func=_cmd_degrade)
+
+    p = sub.add_parser("replay", help="re-synthesize one degraded image from its manifest row")
+    p.add_argument("degraded", help="a task's degraded folder, e.g. data/degraded/bfr")
+    p.add_argument("image_id")
+    p.add_argument("--data", default="data/prepared", help="prepared dataset holding the ground truth")
+    p.add_argument("--out", required=True, help="output PNG")
+    p.set_defaults(func=_cmd_replay)
+    return parser
+
+
+@user_errors_exit
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
