@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -28,7 +29,8 @@ PARAMS_FILE = "params.yaml"
 TASKS = ("bfr", "sr8", "sr16")
 SPLITS = ("train", "test")
 MAX_SKIPS = 6  # paper: skip nodes at 8, 16, 32, 64, 128, 256 px for 512 px images
-REFERENCE_RESOLUTION = 512  # the resolution at which the paper's degradation ranges are defined
+REFERENCE_RESOLUTION = 512
+ARM_NAME = re.compile(r"[a-z0-9_]+")  # arm names become DVC stage keys and param paths: no dots  # the resolution at which the paper's degradation ranges are defined
 
 
 def _check(predicate: Callable[[Any], bool], allowed: str) -> dict:
@@ -67,7 +69,7 @@ class ProfileConfig:
     """The scale of a run: `cpu` for a 2-core machine, `paper` for appendix A's 8-GPU setting."""
 
     resolution: int = field(
-        metadata=_check(lambda v: _is_power_of_two(v) and 16 <= v <= 1024, "a power of two in 16..1024")
+        metadata=_check(lambda v: _is_power_of_two(v) and 16 <= v <= 512, "a power of two in 16..512")
     )
     width: float = field(metadata=_check(lambda v: 0.0 < v <= 1.0, "a channel multiplier in (0, 1]"))
     batch: int = field(metadata=_positive_int)
@@ -189,15 +191,22 @@ class RestoreConfig:
 
 
 @dataclass(frozen=True)
-class AblationConfig:
-    """The arms beside the main model; each varies one key, the others at the paper's defaults (`base`)."""
+class ArmConfig:
+    """A training configuration: the ablation base, or an arm's overrides of it (null = the base value)."""
 
-    base_skips: int = field(metadata=_check(lambda v: 0 <= v <= MAX_SKIPS, f"an integer 0..{MAX_SKIPS}"))
-    base_alpha: float = field(metadata=_check(lambda v: v >= 0, "a number >= 0"))
-    base_aug: bool
-    skips: tuple[int, ...] = field(metadata=_check(lambda v: all(0 <= s <= MAX_SKIPS for s in v), "integers 0..6"))
-    alpha: tuple[float, ...] = field(metadata=_check(lambda v: all(a >= 0 for a in v), "numbers >= 0"))
-    aug: tuple[bool, ...]
+    skips: int | None = field(
+        default=None, metadata=_check(lambda v: v is None or 0 <= v <= MAX_SKIPS, f"null or an integer 0..{MAX_SKIPS}")
+    )
+    alpha: float | None = field(default=None, metadata=_check(lambda v: v is None or v >= 0, "null or a number >= 0"))
+    aug: bool | None = None
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    """The arms trained beside the main model: each overrides keys of `base` (the paper's defaults)."""
+
+    base: ArmConfig
+    arms: dict[str, ArmConfig]
 
 
 @dataclass(frozen=True)
@@ -375,6 +384,13 @@ def _cross_checks(config: Config, loader: _Loader) -> None:
             loader.fail(
                 f"degrade.{task}.factor", factor, f"a factor leaving >= 4 px at resolution {resolution}"
             )
+    base = config.ablations.base
+    for key in ("skips", "alpha", "aug"):
+        if getattr(base, key) is None:
+            loader.fail(f"ablations.base.{key}", None, "a value (the base holds every key)")
+    for name in config.ablations.arms:
+        if not ARM_NAME.fullmatch(name) or name == "main":
+            loader.fail(f"ablations.arms.{name}", name, "a name of lowercase letters, digits and _ other than 'main'")
     if config.data.source == "folder" and not config.data.folder.train_dir:
         loader.fail("data.folder.train_dir", config.data.folder.train_dir, "a directory of face images")
 
