@@ -74,6 +74,36 @@ def _cmd_degrade(args: argparse.Namespace) -> None:
         runs.degrade(config, task, Path(args.data), Path(args.out) / task, track=not args.no_track)
 
 
+def _cmd_train(args: argparse.Namespace) -> None:
+    from faceres import runs
+    from faceres.train.launch import relaunch_under_torchrun
+
+    config = config_from_args(args)
+    forwarded = ["train", args.arm, "--params", args.params, "--data", args.data, "--out", args.out]
+    forwarded += [f"-S{o}" for o in args.overrides] + (["--no-track"] if args.no_track else [])
+    if relaunch_under_torchrun(config, forwarded):
+        return
+    runs.train(config, args.arm, Path(args.data), Path(args.out), track=not args.no_track)
+
+
+def _cmd_restore(args: argparse.Namespace) -> None:
+    from faceres.restore import load_generator, restore_folder, restore_with_seeds
+
+    generator = load_generator(args.generator, device="cuda" if args.cuda else "cpu")
+    if args.noise_seeds:
+        folders = restore_with_seeds(generator, args.input, args.out, args.noise_seeds, batch_size=args.batch)
+        print(f"restore: {len(folders)} noise seeds -> {args.out}/seed*/")
+    else:
+        written = restore_folder(generator, args.input, args.out, batch_size=args.batch)
+        print(f"restore: {len(written)} images -> {args.out}")
+
+
+def _cmd_model_summary(args: argparse.Namespace) -> None:
+    from faceres.models import model_summary
+
+    print(model_summary(resolution=args.resolution, width=args.width, skips=args.skips))
+
+
 def _cmd_weights(args: argparse.Namespace) -> None:
     from faceres.weights import NETWORKS, ensure_weights, weights_report
 
@@ -113,6 +143,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
     p.set_defaults(func=_cmd_degrade)
 
+    p = sub.add_parser("train", help="train one arm (main or an ablation arm); resumes an interrupted run")
+    add_params_arguments(p)
+    p.add_argument("arm", help="main, or an arm of params.yaml ablations.arms")
+    p.add_argument("--data", default="data/prepared", help="prepared dataset (default: data/prepared)")
+    p.add_argument("--out", default=None, help="output directory (default: models/ARM)")
+    p.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("restore", help="restore a folder of aligned face images with a trained generator")
+    p.add_argument("--generator", required=True, help="generator.pt written by the train stage")
+    p.add_argument("--input", required=True, help="folder of degraded images at the generator's resolution")
+    p.add_argument("--out", required=True, help="output folder (same file names, PNG)")
+    p.add_argument("--noise-seeds", type=int, default=0, help="N > 0: N stochastic samples per input in seed*/")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--cuda", action="store_true", help="run on the GPU")
+    p.set_defaults(func=_cmd_restore)
+
+    p = sub.add_parser("model-summary", help="parameter counts of the generator and discriminator")
+    p.add_argument("--resolution", type=int, default=512)
+    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--skips", type=int, default=4)
+    p.set_defaults(func=_cmd_model_summary)
+
     p = sub.add_parser("weights", help="materialize and verify the pretrained networks in the local cache")
     p.add_argument("--network", action="append", help="only this network (repeatable; default: all)")
     p.add_argument(
@@ -135,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
 @user_errors_exit
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "command", None) == "train" and args.out is None:
+        args.out = f"models/{args.arm}"
     args.func(args)
     return 0
 

@@ -109,6 +109,10 @@ class StageRun:
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self._mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
+    def log_image(self, image, name: str) -> None:
+        """An (H, W, 3) uint8 array as a PNG artifact at `name`."""
+        self._mlflow.log_image(image, artifact_file=name)
+
     def log_dict(self, data: dict, name: str) -> None:
         self._mlflow.log_dict(data, name)
 

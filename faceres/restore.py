@@ -1,0 +1,96 @@
+"""Restoration: run a trained generator over a folder of degraded (or any aligned) face images.
+
+Outputs keep the input file names (as PNG), so restored and ground-truth folders pair by name. Noise is
+constant by default (deterministic); `noise_seeds` restores every input once per seed with random noise from
+a generator seeded by (seed, image name), for the spread of the stochastic model (appendix C.2, Figure 10).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from faceres.errors import DataError, FaceresError
+from faceres.imageio import list_images, read_rgb, write_png
+from faceres.models import Generator, ModelConfig, generator_from_config
+from faceres.train.checkpoint import load_checkpoint
+from faceres.train.data import seeded
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Generator:
+    """A generator saved by the train stage (weights_only load; architecture from its model_config)."""
+    state = load_checkpoint(path, map_location=device)
+    if "model_config" not in state or "state_dict" not in state:
+        raise FaceresError(f"{path}: not a faceres generator file (expected keys model_config, state_dict)")
+    generator = generator_from_config(ModelConfig(**state["model_config"]))
+    generator.load_state_dict(state["state_dict"])
+    return generator.to(device).eval().requires_grad_(False)
+
+
+def _load_batch(files: list[Path], resolution: int) -> torch.Tensor:
+    arrays = []
+    for file in files:
+        pixels = read_rgb(file)
+        if pixels.shape[:2] != (resolution, resolution):
+            raise DataError(
+                f"{file}: {pixels.shape[1]}x{pixels.shape[0]} px; allowed: {resolution}x{resolution} "
+                "(the generator's resolution; prepare the images at that size first)"
+            )
+        arrays.append(pixels.transpose(2, 0, 1))
+    return torch.from_numpy(np.stack(arrays))
+
+
+@torch.no_grad()
+def restore_folder(
+    generator: Generator,
+    input_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    noise_seed: int | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> list[Path]:
+    """Restore every image of `input_dir` into `out_dir/<stem>.png`; noise_seed None = constant noise."""
+    files = list_images(input_dir)
+    out_dir = Path(out_dir)
+    device = next(generator.parameters()).device
+    resolution = generator.arch.resolution
+    written = []
+    batches = range(0, len(files), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, desc=f"restore -> {out_dir}", unit="batch", leave=False)
+    for start in batches:
+        chunk = files[start : start + batch_size]
+        inputs = _load_batch(chunk, resolution).to(device=device, dtype=torch.float32) / 127.5 - 1
+        if noise_seed is None:
+            outputs = generator(inputs, noise_mode="const")
+        else:
+            # One generator per image, so an image's sample does not depend on its batch neighbours.
+            outputs = torch.cat(
+                [
+                    generator(x[None], noise_mode="random", generator=seeded("restore", noise_seed, f.name, device=device))
+                    for x, f in zip(inputs, chunk)
+                ]
+            )
+        pixels = ((outputs.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        for file, image in zip(chunk, pixels):
+            target = out_dir / f"{file.stem}.png"
+            write_png(target, image)
+            written.append(target)
+    return written
+
+
+def restore_with_seeds(
+    generator: Generator, input_dir: str | Path, out_dir: str | Path, noise_seeds: int, **kwargs
+) -> dict[int, Path]:
+    """`out_dir/seed<k>/` for k = 0..noise_seeds-1: one stochastic restoration of every input per seed."""
+    folders = {}
+    for seed in range(noise_seeds):
+        folder = Path(out_dir) / f"seed{seed}"
+        restore_folder(generator, input_dir, folder, noise_seed=seed, **kwargs)
+        folders[seed] = folder
+    return folders

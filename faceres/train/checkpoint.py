@@ -1,0 +1,75 @@
+"""Checkpoints: written atomically (temp file + rename), read with `weights_only=True`, keyed by fingerprint.
+
+A training run's fingerprint hashes everything that determines its result: the effective parameters, the
+training images and the source of the code that trains. Runs with equal fingerprints are the same run, so
+(a) an interrupted run resumes from its last checkpoint when the stage is rerun, and (b) an arm whose
+configuration equals another's (e.g. the main model inside each ablation) is trained once and reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from faceres.errors import FaceresError
+
+# The library code a trained generator depends on; editing any of it changes the fingerprint.
+_CODE_PATHS = ("models", "train", "degrade", "losses.py", "config.py")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def code_digest() -> str:
+    """sha256 over the source files that define how a generator is trained."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for name in _CODE_PATHS:
+        path = package / name
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for file in files:
+            digest.update(str(file.relative_to(package)).encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def fingerprint(settings: dict[str, Any], data_digest: str) -> str:
+    payload = json.dumps({"settings": settings, "data": data_digest, "code": code_digest()}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """torch.save to a temp file in the same directory, fsync, then rename: a kill leaves the old file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint of ours: tensors and plain containers only (`weights_only=True`)."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise FaceresError(f"{path}: checkpoint not found") from None
+    except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file becomes one line
+        raise FaceresError(f"{path}: not a readable faceres checkpoint ({type(exc).__name__}: {exc})") from None

@@ -1,0 +1,383 @@
+"""Training one arm: L = L1 + perceptual (feature + style) + alpha * adversarial, Adam(0, 0.99), lazy R1, EMA.
+
+One step: draw the global batch's images and degradations (pure functions of seed and step), optionally
+harden a share of the degradations against the current generator (adversarial augmentation), degrade
+online with the differentiable ops, then a generator step, a discriminator step (R1 every `r1_interval`),
+and the EMA update. Gradients are averaged over ranks; rank 0 logs, checkpoints and writes the outputs.
+
+Runs are keyed by fingerprint (see checkpoint.py): rerunning an interrupted stage resumes from the last
+checkpoint, and an arm identical to one already trained reuses its result.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from faceres.arms import Arm
+from faceres.config import Config, to_flat_dict
+from faceres.degrade.ops import to_uint8
+from faceres.degrade.pipeline import apply_bfr_tensor
+from faceres.errors import FaceresError
+from faceres.losses import (
+    GeneratorLoss,
+    LossWeights,
+    PerceptualLoss,
+    R1Regularization,
+    discriminator_adversarial_loss,
+)
+from faceres.models import ModelConfig, build_models
+from faceres.paths import cache_root
+from faceres.train.augment import harden
+from faceres.train.checkpoint import atomic_save, fingerprint, load_checkpoint, sha256_file
+from faceres.train.data import FaceImages, StepBatchSampler, StepPlan, seeded, step_degradations
+from faceres.train.distributed import (
+    DistContext,
+    any_rank,
+    average_gradients,
+    barrier,
+    reduce_mean,
+)
+
+GENERATOR_FILE = "generator.pt"
+CURVE_FILE = "curve.csv"
+SUMMARY_FILE = "train.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+
+
+class TrainingError(FaceresError):
+    """Training cannot go on (non-finite loss, incompatible checkpoint, ...)."""
+
+
+def model_config(config: Config, arm: Arm) -> ModelConfig:
+    return ModelConfig(
+        resolution=config.resolution,
+        skips=arm.skips,
+        width=config.scale.width,
+        skip_mode=config.train.skip_mode,
+    )
+
+
+def run_settings(config: Config, arm: Arm, world_size: int) -> dict[str, Any]:
+    """Everything that determines the trained weights (the fingerprint's settings)."""
+    return {
+        "arm": {"skips": arm.skips, "alpha": arm.alpha, "aug": arm.aug},
+        "model": model_config(config, arm).to_dict(),
+        "train": to_flat_dict(config.train),
+        "bfr": to_flat_dict(config.degrade.bfr.at_resolution(config.resolution)),
+        "batch": config.scale.batch,
+        "epochs": config.scale.epochs,
+        "world_size": world_size,
+        "seed": config.seed,
+    }
+
+
+class Trainer:
+    """The state of one arm's training and its step."""
+
+    def __init__(
+        self,
+        config: Config,
+        arm: Arm,
+        dataset: FaceImages,
+        vgg_features: nn.Sequential | None,
+        ctx: DistContext,
+    ):
+        self.config, self.arm, self.dataset, self.ctx = config, arm, dataset, ctx
+        train = config.train
+        self.bfr = config.degrade.bfr.at_resolution(config.resolution)
+        self.model_config = model_config(config, arm)
+        self.G, self.D = build_models(self.model_config, seed=config.seed)
+        self.G.to(ctx.device)
+        self.D.to(ctx.device)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        weights = LossWeights(
+            l1=train.l1_weight, feature=train.perceptual_weight, style=train.style_weight, adversarial=arm.alpha
+        )
+        perceptual = PerceptualLoss(vgg_features).to(ctx.device) if weights.needs_perceptual else None
+        self.loss = GeneratorLoss(weights, perceptual)
+        self.r1 = R1Regularization(gamma=train.r1_gamma, interval=train.r1_interval)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=train.lr, betas=train.betas)
+        d_lr, d_betas = self.r1.adam_hyperparameters(train.lr, train.betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=d_lr, betas=d_betas)
+        self.global_batch = config.scale.batch * max(ctx.world_size, 1)
+        self.plan = StepPlan(len(dataset), self.global_batch, config.seed)
+        self.total_steps = config.scale.epochs * self.plan.steps_per_epoch
+        self.positions = self.plan.rank_positions(ctx.rank, ctx.world_size)
+        self.step = 0
+        self.curve: list[dict[str, float]] = []
+        self.seconds = 0.0
+
+    # ---------------------------------------------------------------------------------------------------
+    def state(self, fingerprint_: str) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "fingerprint": fingerprint_,
+            "step": self.step,
+            "seconds": self.seconds,
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "G_ema": self.G_ema.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "curve": self.curve,
+            "model_config": self.model_config.to_dict(),
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.G_ema.load_state_dict(state["G_ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.step = int(state["step"])
+        self.seconds = float(state["seconds"])
+        self.curve = list(state["curve"])
+
+    # ---------------------------------------------------------------------------------------------------
+    def train_step(self, images_uint8: torch.Tensor) -> dict[str, float]:
+        """One G step, one D step and the EMA update on this rank's share of the global batch."""
+        config, train, device = self.config, self.config.train, self.ctx.device
+        gt = images_uint8.to(device=device, dtype=torch.float32) / 255.0
+        size = tuple(gt.shape[-2:])
+        params = step_degradations(self.bfr, config.seed, self.step, self.positions, size)
+        logs: dict[str, float] = {}
+        pixel_delta = None
+        if self.arm.aug:
+            hardened = harden(
+                self.G, gt, params, self.bfr, train.augment, config.seed, self.step, self.positions
+            )
+            params, pixel_delta = hardened.params, hardened.pixel_delta
+            logs.update(hardened.stats)
+        with torch.no_grad():
+            degraded = apply_bfr_tensor(gt, params.to(device))
+            if pixel_delta is not None:
+                degraded = (degraded + pixel_delta).clamp(0, 1)
+        inputs, target = degraded * 2 - 1, gt * 2 - 1
+
+        # Generator step.
+        self.G.requires_grad_(True)
+        self.D.requires_grad_(False)
+        noise = seeded("noise", config.seed, self.step, self.ctx.rank, device=device)
+        restored = self.G(inputs, noise_mode=train.noise_mode, generator=noise)
+        fake_logits = self.D(restored) if self.arm.alpha > 0 else None
+        losses = self.loss(restored, target, fake_logits)
+        self.opt_g.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        average_gradients(list(self.G.parameters()), self.ctx)
+        self.opt_g.step()
+        logs.update({f"g_{k}": float(v.detach()) for k, v in losses.items()})
+
+        # Discriminator step (only when the adversarial term is used).
+        if self.arm.alpha > 0:
+            self.D.requires_grad_(True)
+            real = target.detach().requires_grad_(self.r1.applies_at(self.step))
+            real_logits = self.D(real)
+            d_loss = discriminator_adversarial_loss(real_logits, self.D(restored.detach()))
+            total_d = d_loss
+            if self.r1.applies_at(self.step):
+                r1 = self.r1.loss(real_logits, real)
+                total_d = total_d + r1
+                logs["d_r1"] = float(r1.detach())
+            self.opt_d.zero_grad(set_to_none=True)
+            total_d.backward()
+            average_gradients(list(self.D.parameters()), self.ctx)
+            self.opt_d.step()
+            logs["d_loss"] = float(d_loss.detach())
+            logs["d_real"] = float(real_logits.detach().mean())
+        self._update_ema()
+        return logs
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if not self.config.train.ema:
+            self.G_ema.load_state_dict(self.G.state_dict())
+            return
+        train = self.config.train
+        images_seen = (self.step + 1) * self.global_batch
+        half_life = train.ema_images
+        if train.ema_rampup > 0:
+            half_life = min(half_life, images_seen * train.ema_rampup)
+        beta = 0.5 ** (self.global_batch / max(half_life, 1e-8))
+        for ema, live in zip(self.G_ema.parameters(), self.G.parameters()):
+            ema.copy_(live.detach().lerp(ema, beta))
+        for ema, live in zip(self.G_ema.buffers(), self.G.buffers()):
+            ema.copy_(live)
+
+    # ---------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_grid(self, count: int = 8) -> np.ndarray:
+        """Rows of input | output (EMA, constant noise) | ground truth for fixed training images."""
+        count = min(count, len(self.dataset))
+        gt = torch.stack([self.dataset[i][1] for i in range(count)]).float().div(255).to(self.ctx.device)
+        params = step_degradations(self.bfr, self.config.seed, -1, list(range(count)), tuple(gt.shape[-2:]))
+        degraded = apply_bfr_tensor(gt, params.to(self.ctx.device))
+        restored = (self.G_ema(degraded * 2 - 1, noise_mode="const") + 1) / 2
+        rows = torch.cat([degraded, restored.clamp(0, 1), gt], dim=3)  # side by side
+        grid = to_uint8(torch.cat(list(rows), dim=1))  # stacked vertically
+        return grid.permute(1, 2, 0).cpu().numpy()
+
+
+def run_directory(fingerprint_: str) -> Path:
+    return cache_root() / "runs" / fingerprint_
+
+
+def _write_outputs(trainer: Trainer, out_dir: Path, fingerprint_: str, summary_extra: dict) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    generator_state = {
+        "format": CHECKPOINT_FORMAT,
+        "model_config": trainer.model_config.to_dict(),
+        "state_dict": (trainer.G_ema if trainer.config.train.ema else trainer.G).state_dict(),
+        "ema": trainer.config.train.ema,
+        "arm": dataclasses.asdict(trainer.arm),
+        "fingerprint": fingerprint_,
+        "step": trainer.step,
+    }
+    atomic_save(generator_state, out_dir / GENERATOR_FILE)
+    curve = pd.DataFrame(trainer.curve)
+    curve.to_csv(out_dir / CURVE_FILE, index=False)
+    last = trainer.curve[-1] if trainer.curve else {}
+    summary = {
+        "arm": dataclasses.asdict(trainer.arm),
+        "fingerprint": fingerprint_,
+        "steps": trainer.step,
+        "images": trainer.step * trainer.global_batch,
+        "seconds": round(trainer.seconds, 2),
+        "images_per_s": round(trainer.step * trainer.global_batch / max(trainer.seconds, 1e-9), 3),
+        "generator_sha256": sha256_file(out_dir / GENERATOR_FILE),
+        "generator": "ema" if trainer.config.train.ema else "raw",
+        "final": {k: v for k, v in last.items() if k != "step"},
+        **summary_extra,
+    }
+    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def train_arm(
+    config: Config,
+    arm: Arm,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    vgg_features: nn.Sequential | None,
+    ctx: DistContext,
+    log: Callable[[dict[str, float], int], None] | None = None,
+    log_image: Callable[[np.ndarray, str], None] | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> dict:
+    """Train `arm` (resuming or reusing a run with the same fingerprint) and write out_dir's outputs.
+
+    `stop_after` ends the process's work after that many steps of this call (tests of interruption).
+    Returns the summary written to out_dir/train.json (rank 0) or {} on other ranks.
+    """
+    out_dir = Path(out_dir)
+    train = config.train
+    if train.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=ctx.device.type != "cpu")
+    dataset = FaceImages(data_dir, "train")
+    settings = run_settings(config, arm, ctx.world_size)
+    key = fingerprint(settings, dataset.digest())
+    run_dir = run_directory(key)
+    final_dir = run_dir / "final"
+
+    if (final_dir / SUMMARY_FILE).is_file():
+        if ctx.is_main:
+            shutil.rmtree(out_dir, ignore_errors=True)
+            shutil.copytree(final_dir, out_dir)
+            summary = json.loads((out_dir / SUMMARY_FILE).read_text())
+            print(f"train {arm.name}: identical run {key} already trained; reused its result")
+            return summary | {"reused": True}
+        return {}
+
+    trainer = Trainer(config, arm, dataset, vgg_features, ctx)
+    checkpoint = run_dir / CHECKPOINT_FILE
+    if checkpoint.is_file():
+        state = load_checkpoint(checkpoint, map_location=ctx.device)
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("fingerprint") != key:
+            raise TrainingError(f"{checkpoint}: checkpoint of another run; delete it to start over")
+        trainer.load_state(state)
+        if ctx.is_main:
+            print(f"train {arm.name}: resuming from step {trainer.step} of {trainer.total_steps} ({checkpoint})")
+
+    sampler = StepBatchSampler(trainer.plan, trainer.step, trainer.total_steps, ctx.rank, ctx.world_size)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=config.scale.workers,
+        persistent_workers=False,
+        pin_memory=ctx.device.type == "cuda",
+    )
+    bar = None
+    if progress and ctx.is_main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=trainer.total_steps, initial=trainer.step, desc=f"train {arm.name}", unit="step")
+    window: list[dict[str, float]] = []
+    window_start = time.perf_counter()
+    steps_this_call = 0
+    last_good = trainer.step if checkpoint.is_file() else None
+    for _, images in loader:
+        start = time.perf_counter()
+        logs = trainer.train_step(images)
+        bad = [k for k, v in logs.items() if not math.isfinite(v)]
+        if any_rank(bool(bad), ctx):
+            where = f"last good checkpoint: step {last_good} ({checkpoint})" if last_good is not None else "no checkpoint yet"
+            raise TrainingError(
+                f"train {arm.name}: non-finite loss at step {trainer.step} ({', '.join(bad) or 'on another rank'}); "
+                f"stopped; {where}"
+            )
+        trainer.seconds += time.perf_counter() - start
+        trainer.step += 1
+        steps_this_call += 1
+        window.append(logs)
+        if bar is not None:
+            bar.update(1)
+        if trainer.step % train.log_every == 0 or trainer.step == trainer.total_steps:
+            row = {k: float(np.mean([w[k] for w in window if k in w])) for k in {k for w in window for k in w}}
+            row = reduce_mean(row, ctx)
+            elapsed = time.perf_counter() - window_start
+            row["images_per_s"] = len(window) * trainer.global_batch / max(elapsed, 1e-9)
+            row["step"] = trainer.step
+            trainer.curve.append(row)
+            window, window_start = [], time.perf_counter()
+            if log is not None and ctx.is_main:
+                log({k: v for k, v in row.items() if k != "step"}, trainer.step)
+            if bar is not None:
+                bar.set_postfix(l1=f"{row.get('g_l1', float('nan')):.4f}")
+        if log_image is not None and ctx.is_main and trainer.step % train.sample_every == 0:
+            log_image(trainer.sample_grid(), f"samples/step{trainer.step:06d}.png")
+        if trainer.step % train.checkpoint_every == 0 and trainer.step < trainer.total_steps:
+            if ctx.is_main:
+                atomic_save(trainer.state(key), checkpoint)
+            last_good = trainer.step
+            barrier(ctx)
+        if stop_after is not None and steps_this_call >= stop_after:
+            break
+    if bar is not None:
+        bar.close()
+    if trainer.step < trainer.total_steps:
+        return {}
+    if not ctx.is_main:
+        barrier(ctx)
+        return {}
+    summary = _write_outputs(trainer, final_dir, key, {"total_steps": trainer.total_steps})
+    checkpoint.unlink(missing_ok=True)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    shutil.copytree(final_dir, out_dir)
+    if log_image is not None:
+        log_image(trainer.sample_grid(), f"samples/step{trainer.step:06d}.png")
+    barrier(ctx)
+    return summary
