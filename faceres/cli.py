@@ -98,6 +98,50 @@ def _cmd_restore(args: argparse.Namespace) -> None:
         print(f"restore: {len(written)} images -> {args.out}")
 
 
+def _cmd_restore_arm(args: argparse.Namespace) -> None:
+    from faceres import runs
+
+    runs.restore(config_from_args(args), args.arm, Path(args.models) / args.arm, Path(args.degraded),
+                 Path(args.out) / args.arm, args.task, track=not args.no_track)
+
+
+def _cmd_evaluate_method(args: argparse.Namespace) -> None:
+    from faceres import runs
+
+    runs.evaluate(config_from_args(args), args.method, args.task, Path(args.data), Path(args.degraded),
+                  Path(args.restored), Path(args.out), track=not args.no_track)
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from faceres.metrics.evaluate import EvalOptions, evaluate_folders
+
+    options = EvalOptions(lpips_net=args.lpips_net, ks=tuple(args.k), batch_size=args.batch,
+                          crop_border=args.crop_border, y_channel=args.y_channel,
+                          device="cuda" if args.cuda else "cpu")
+    out_json = Path(args.out)
+    out_csv = Path(args.per_image) if args.per_image else out_json.with_suffix(".csv")
+    result = evaluate_folders(args.pred, args.gt, metrics=args.metrics.split(","), out_json=out_json,
+                              out_csv=out_csv, options=options)
+    metrics = result.summary["metrics"]
+    for name, value in metrics.items():
+        if isinstance(value, dict) and "mean" in value:
+            print(f"{name:8s} {value['mean']:.5g} (std {value['std']:.3g}, n {value['n']})")
+        elif name == "fid":
+            print(f"fid      {value['value']:.5g}")
+        else:
+            for quantity in ("precision", "recall", "iprecision", "irecall"):
+                per_k = ", ".join(f"{k}={v['mean']:.3f}" for k, v in value[quantity].items())
+                print(f"{quantity:10s} [{value['features']}] {per_k}")
+    print(f"-> {out_json}, {out_csv}")
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from faceres import runs
+
+    runs.report(config_from_args(args), Path(args.metrics), Path(args.data), Path(args.degraded),
+                Path(args.restored), Path(args.out), track=not args.no_track)
+
+
 def _cmd_model_summary(args: argparse.Namespace) -> None:
     from faceres.models import model_summary
 
@@ -160,6 +204,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cuda", action="store_true", help="run on the GPU")
     p.set_defaults(func=_cmd_restore)
 
+    p = sub.add_parser("restore-arm", help="restore the degraded test sets with a trained arm (pipeline stage)")
+    add_params_arguments(p)
+    p.add_argument("arm")
+    p.add_argument("--task", action="append", choices=["bfr", "sr8", "sr16"], required=True)
+    p.add_argument("--models", default="models")
+    p.add_argument("--degraded", default="data/degraded")
+    p.add_argument("--out", default="data/restored")
+    p.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
+    p.set_defaults(func=_cmd_restore_arm)
+
+    p = sub.add_parser("evaluate-method", help="metrics of a method on the test split (pipeline stage)")
+    add_params_arguments(p)
+    p.add_argument("method", help="main, an ablation arm, deg, or a method of params.yaml external")
+    p.add_argument("--task", action="append", choices=["bfr", "sr8", "sr16"], required=True)
+    p.add_argument("--data", default="data/prepared")
+    p.add_argument("--degraded", default="data/degraded")
+    p.add_argument("--restored", default="data/restored")
+    p.add_argument("--out", default="metrics")
+    p.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
+    p.set_defaults(func=_cmd_evaluate_method)
+
+    p = sub.add_parser("eval", help="score any folder of restorations against a ground-truth folder")
+    p.add_argument("--pred", required=True, help="restored images (paired with --gt by file name)")
+    p.add_argument("--gt", required=True, help="ground-truth images")
+    p.add_argument("--metrics", default="psnr,ssim,lpips,fid,ipr,ipr_inception",
+                   help="comma-separated: psnr, ssim, lpips, fid, ipr (identity), ipr_inception")
+    p.add_argument("--out", required=True, help="aggregate JSON (the per-image CSV goes beside it)")
+    p.add_argument("--per-image", default=None, help="per-image CSV (default: OUT with .csv)")
+    p.add_argument("--lpips-net", default="vgg", choices=["vgg", "alex"])
+    p.add_argument("-k", type=int, action="append", default=None, help="neighbourhood sizes (default 1..4)")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--crop-border", type=int, default=0)
+    p.add_argument("--y-channel", action="store_true", help="PSNR/SSIM on the Y channel (BT.601)")
+    p.add_argument("--cuda", action="store_true")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("report", help="tables 6, 7, 8, alpha, Figure 8, qualitative figures, report.md/html")
+    add_params_arguments(p)
+    p.add_argument("--metrics", default="metrics")
+    p.add_argument("--data", default="data/prepared")
+    p.add_argument("--degraded", default="data/degraded")
+    p.add_argument("--restored", default="data/restored")
+    p.add_argument("--out", default="reports")
+    p.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
+    p.set_defaults(func=_cmd_report)
+
     p = sub.add_parser("model-summary", help="parameter counts of the generator and discriminator")
     p.add_argument("--resolution", type=int, default=512)
     p.add_argument("--width", type=float, default=1.0)
@@ -190,6 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "command", None) == "train" and args.out is None:
         args.out = f"models/{args.arm}"
+    if getattr(args, "command", None) == "eval" and args.k is None:
+        args.k = [1, 2, 3, 4]
     args.func(args)
     return 0
 

@@ -210,6 +210,26 @@ class AblationConfig:
 
 
 @dataclass(frozen=True)
+class EvaluateConfig:
+    metrics: tuple[Literal["psnr", "ssim", "lpips", "fid", "ipr", "ipr_inception"], ...] = field(
+        metadata=_check(lambda v: len(v) > 0, "a non-empty list of psnr, ssim, lpips, fid, ipr, ipr_inception")
+    )
+    lpips_net: Literal["vgg", "alex"]
+    ks: tuple[int, ...] = field(metadata=_check(lambda v: len(v) > 0 and all(1 <= k <= 16 for k in v), "integers 1..16"))
+    bootstrap: int = field(metadata=_check(lambda v: v >= 0, "an integer >= 0 (0 = no confidence interval)"))
+    batch: int = field(metadata=_positive_int)
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    psnr_spread: Literal["seed_std", "ci95"]
+    ipr_k: int = field(metadata=_check(lambda v: 1 <= v <= 16, "an integer 1..16"))
+    qualitative_images: int = field(metadata=_check(lambda v: 1 <= v <= 32, "an integer 1..32"))
+    votes: tuple[str, ...] = ()
+    votes_key: str | None = None
+
+
+@dataclass(frozen=True)
 class TrackingConfig:
     experiment: str = field(metadata=_check(lambda v: v.strip() != "", "a non-empty name"))
     uri: str | None = None
@@ -230,6 +250,9 @@ class Config:
     train: TrainConfig
     restore: RestoreConfig
     ablations: AblationConfig
+    evaluate: EvaluateConfig
+    external: dict[str, str | None]
+    report: ReportConfig
     tracking: TrackingConfig
     source_file: str = PARAMS_FILE  # where the values came from, for messages
 
@@ -388,6 +411,11 @@ def _cross_checks(config: Config, loader: _Loader) -> None:
     for key in ("skips", "alpha", "aug"):
         if getattr(base, key) is None:
             loader.fail(f"ablations.base.{key}", None, "a value (the base holds every key)")
+    for name in config.external:
+        if not ARM_NAME.fullmatch(name) or name in ("main", "deg") or name in config.ablations.arms:
+            loader.fail(f"external.{name}", name, "a method name of lowercase letters, digits and _, not an arm's")
+    if config.report.ipr_k not in config.evaluate.ks:
+        loader.fail("report.ipr_k", config.report.ipr_k, f"one of evaluate.ks {list(config.evaluate.ks)}")
     for name in config.ablations.arms:
         if not ARM_NAME.fullmatch(name) or name == "main":
             loader.fail(f"ablations.arms.{name}", name, "a name of lowercase letters, digits and _ other than 'main'")

@@ -129,3 +129,159 @@ def train(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: b
         return summary
     finally:
         shutdown(ctx)
+
+
+def restore(config: Config, arm_name: str, model_dir: Path, degraded_root: Path, out_dir: Path, tasks: list[str],
+            track: bool = True) -> None:
+    """Restore each task's degraded test images with the arm's generator, once per noise seed:
+    out_dir/TASK/seed<k>/<image_id>.png. An arm that was not run writes only out_dir/status.json."""
+    import shutil
+
+    from faceres.restore import load_generator, restore_with_seeds
+    from faceres.train.loop import GENERATOR_FILE, SUMMARY_FILE
+
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    summary = json.loads((model_dir / SUMMARY_FILE).read_text())
+    if summary.get("status") == "not_run":
+        (out_dir / "status.json").write_text(json.dumps({"status": "not_run", "reason": summary["reason"]}) + "\n")
+        print(f"restore {arm_name}: not run ({summary['reason']})")
+        return
+    with _maybe_tracked(config, "restore", track, run_name=f"restore-{arm_name}", extra_params={"arm": arm_name}) as run:
+        generator = load_generator(model_dir / GENERATOR_FILE)
+        start = time.perf_counter()
+        count = 0
+        for task in tasks:
+            inputs = degraded_root / task / "test"
+            restore_with_seeds(generator, inputs, out_dir / task, config.restore.noise_seeds, progress=False)
+            count += len(list(inputs.glob("*.png"))) * config.restore.noise_seeds
+        seconds = time.perf_counter() - start
+        (out_dir / "status.json").write_text(json.dumps({"status": "ok", "tasks": tasks}) + "\n")
+        _log(run, {"images": count, "seconds": seconds})
+        print(f"restore {arm_name}: {count} restorations ({', '.join(tasks)}; {config.restore.noise_seeds} noise seeds) "
+              f"in {seconds:.1f} s -> {out_dir}")
+
+
+def evaluate(config: Config, method: str, tasks: list[str], data_dir: Path, degraded_root: Path,
+             restored_root: Path, out_root: Path, track: bool = True) -> dict:
+    """Metrics of one method (arm, deg or external) on each task's test split, logged to MLflow."""
+    from faceres.evaluate_stage import evaluate_method, flat_metrics
+
+    with _maybe_tracked(config, "evaluate", track, run_name=f"evaluate-{method}", extra_params={"method": method}) as run:
+        if run is not None:
+            run.set_tags({"method": method, "tasks": ",".join(tasks)})
+        start = time.perf_counter()
+        documents = evaluate_method(config, method, tasks, data_dir, degraded_root, restored_root, out_root)
+        seconds = time.perf_counter() - start
+        flat = {}
+        for task, document in documents.items():
+            flat.update(flat_metrics(task, document))
+            if run is not None and (out_root / method / f"{task}.json").is_file():
+                run.log_artifact(out_root / method / f"{task}.json")
+        _log(run, {**flat, "seconds": seconds})
+        for task, document in documents.items():
+            if "status" in document:
+                print(f"evaluate {method} {task}: {document['status']} ({document['reason']})")
+            else:
+                m = document["metrics"]
+                parts = [f"{k} {m[k]['mean']:.4g}" for k in ("psnr", "ssim", "lpips") if k in m]
+                if "fid" in m:
+                    parts.append(f"fid {m['fid']['value']:.4g}")
+                if "iprecision" in m and "identity" in m["iprecision"]:
+                    parts.append(f"iprecision@1 {m['iprecision']['identity'].get('1', float('nan')):.3f}")
+                print(f"evaluate {method} {task}: {', '.join(parts)} ({document['n_images']} images)")
+        return documents
+
+
+def _restored_seed_dir(restored_root: Path, arm: str, task: str, seed: int = 0) -> Path | None:
+    folder = restored_root / arm / task / f"seed{seed}"
+    return folder if folder.is_dir() else None
+
+
+def _qualitative_figures(config: Config, data_dir: Path, degraded_root: Path, restored_root: Path) -> list:
+    """Figures 9, 10, 14, 15 from the first test images (skipping what was not run)."""
+    from faceres.arms import ablation_rows
+    from faceres.report.figures import figure9, figure10, sr_figure
+
+    gt_dir = data_dir / "images" / "test"
+    ids = sorted(p.stem for p in gt_dir.glob("*.png"))[: config.report.qualitative_images]
+    figures = []
+    skips_dirs = {n: d for n, arm in ablation_rows(config, "skips").items()
+                  if (d := _restored_seed_dir(restored_root, arm, "bfr")) is not None}
+    if skips_dirs and ids:
+        figures.append(("Figure 9: restorations by number of skip connections (BFR)",
+                        figure9(degraded_root / "bfr" / "test", skips_dirs, gt_dir, ids),
+                        "Input, the arms with n = 0.. skips (noise seed 0), ground truth."))
+    fewest = min(skips_dirs) if skips_dirs else None
+    if fewest is not None:
+        arm = ablation_rows(config, "skips")[fewest]
+        seeds = {k: d for k in range(config.restore.noise_seeds) if (d := _restored_seed_dir(restored_root, arm, "bfr", k))}
+        figures.append((f"Figure 10: noise seeds with n = {fewest} skips", figure10(
+            degraded_root / "bfr" / "test", seeds, ids[:2], gt_dir, skips=fewest),
+            "The same input restored with different noise seeds: fewer skips leave more to the noise."))
+    for task, factor, number in (("sr16", 16, 14), ("sr8", 8, 15)):
+        ours = _restored_seed_dir(restored_root, "main", task)
+        if ours is not None and ids:
+            figures.append((f"Figure {number}: {factor}x super-resolution", sr_figure(
+                degraded_root / task / "test_lr", {"Ours": ours}, gt_dir, ids, factor=factor),
+                f"Input ({config.resolution // factor} px) | bicubic | ours | ground truth."))
+    return figures
+
+
+def report(config: Config, metrics_root: Path, data_dir: Path, degraded_root: Path, restored_root: Path,
+           out_dir: Path, track: bool = True) -> dict:
+    """Tables 6, 7, 8, the alpha table, Figure 8, the qualitative figures and report.md/html."""
+    import datetime
+    import shutil
+
+    from faceres.arms import ablation_rows
+    from faceres.report.build import build_report
+    from faceres.report.document import RunInfo
+    from faceres.tracking import git_commit
+
+    weights_file = Path("data/weights.json")
+    weights = {w["name"]: w["sha256"] for w in json.loads(weights_file.read_text())} if weights_file.is_file() else {}
+    aug = config.train.augment
+    info = RunInfo(
+        profile=config.profile,
+        data_source=config.data.source,
+        git_commit=git_commit(),
+        date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        resolution=config.resolution,
+        weights=weights,
+        notes=(
+            f"Adversarial augmentation: mode {aug.mode}, probability {aug.prob}, worst of {aug.candidates}, "
+            f"{aug.pgd_steps} PGD step(s) of {aug.pgd_step} of each range, pixel eps {aug.pixel_eps}/255.",
+            f"Restorations use the generator's {'EMA' if config.train.ema else 'raw'} weights; "
+            f"{config.restore.noise_seeds} noise seeds per input; metrics other than PSNR's spread use seed 0.",
+            f"iPrecision/iRecall features: identity = dlib ResNet-128 (the paper used FaceNet), Inception = "
+            f"pytorch-fid pool3. Skip nodes at {config.resolution} px: counted from 8 px.",
+            f"Training: {config.scale.epochs} epoch(s), batch {config.scale.batch}, width x{config.scale.width}.",
+        ),
+    )
+    comparison = {"DEG": "deg", "DFDNet": "dfdnet", "GFPGAN": "gfpgan", "GPEN": "gpen", "Ours": "main"}
+    figure8_methods = {"DEG*": "deg", "GPEN": "gpen", "GFPGAN*": "gfpgan", "DFDNet": "dfdnet", "Ours": "main"}
+    aug_rows = {("Y" if value else "N"): arm for value, arm in ablation_rows(config, "aug").items()}
+    with _maybe_tracked(config, "report", track, run_name="report") as run:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        paths = build_report(
+            out_dir,
+            metrics_root=metrics_root,
+            run_info=info,
+            skips_arms=ablation_rows(config, "skips"),
+            aug_arms=aug_rows,
+            alpha_arms=ablation_rows(config, "alpha"),
+            comparison=comparison,
+            figure8_methods=figure8_methods,
+            votes_csvs=list(config.report.votes),
+            key_csv=config.report.votes_key,
+            qualitative=_qualitative_figures(config, data_dir, degraded_root, restored_root),
+            psnr_spread=config.report.psnr_spread,
+            ipr_k=config.report.ipr_k,
+        )
+        if run is not None:
+            run.log_artifact(paths["html"])
+            for table in sorted((out_dir / "tables").glob("*.md")):
+                run.log_artifact(table, artifact_path="tables")
+        print(f"report: {paths['md']} and {paths['html']}")
+        return paths

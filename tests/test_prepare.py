@@ -63,7 +63,9 @@ def test_folder_source_on_celeba_crops_resizes_and_keeps_identities(tmp_path, ce
     assert (manifest.groupby("identity")["split"].nunique() == 1).all()
     # Independent reference: PIL's own centre-crop-and-resize.
     expected = ImageOps.fit(Image.open(celeba / "images" / "000001.jpg"), (64, 64), Image.Resampling.LANCZOS)
-    assert np.array_equal(read_rgb(tmp_path / "out" / "images" / "000001.png"), np.asarray(expected))
+    row = manifest.set_index("image_id").loc["000001"]
+    assert row["file"] == f"images/{row['split']}/000001.png"
+    assert np.array_equal(read_rgb(tmp_path / "out" / row["file"]), np.asarray(expected))
     assert len(read_manifest(tmp_path / "out", "test")) + len(read_manifest(tmp_path / "out", "train")) == 40
 
 
@@ -116,7 +118,7 @@ def test_skip_policy_records_bad_images_in_the_manifest(tmp_path, mixed_folder):
     assert manifest.loc["gray", "status"] == "skipped" and "grayscale" in manifest.loc["gray", "reason"]
     assert (manifest.loc[["000001", "000002", "000003"], "status"] == "ok").all()
     assert len(read_manifest(tmp_path / "out")) == 3
-    assert sorted(p.name for p in (tmp_path / "out" / "images").iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "out" / "images").rglob("*.png")) == [
         "000001.png", "000002.png", "000003.png"]
 
 

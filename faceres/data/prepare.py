@@ -4,7 +4,7 @@
 - ``folder``: any directory of aligned face photos (FFHQ / CelebA-HQ style), centre-cropped to a square and
   resized to the profile resolution; an optional CSV maps files to identities.
 
-Output (``out_dir``): ``images/<image_id>.png`` and ``manifest.csv`` with one row per source image:
+Output (``out_dir``): ``images/<split>/<image_id>.png`` and ``manifest.csv`` with one row per source image:
 image_id, file, source_file, identity, split, status (ok | skipped), reason. The split is by identity
 (no identity appears in both), deterministic from the global seed; with ``folder.test_dir`` set, that folder
 is the test split. Outputs are written to a temporary directory and moved into place only when complete, so
@@ -196,6 +196,9 @@ def prepare_dataset(
     tmp_dir = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp_dir, ignore_errors=True)
     (tmp_dir / IMAGES).mkdir(parents=True)
+    splits = assign_splits(items, config)
+    for split in set(splits):
+        (tmp_dir / IMAGES / split).mkdir()
     jobs = [
         _Job(
             item=item,
@@ -203,9 +206,9 @@ def prepare_dataset(
             seed=config.seed,
             resolution=config.resolution,
             upscale=config.data.folder.upscale,
-            out_file=str(tmp_dir / IMAGES / f"{item.image_id}.png"),
+            out_file=str(tmp_dir / IMAGES / split / f"{item.image_id}.png"),
         )
-        for item in items
+        for item, split in zip(items, splits)
     ]
     workers = config.scale.workers if workers is None else workers
     results = parallel_map(_run_job, jobs, workers)
@@ -227,23 +230,28 @@ def prepare_dataset(
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise DataError(f"{source}: every image was unusable, e.g. {bad[0][1]}")
 
-    manifest = _manifest(items, reasons, config)
+    manifest = _manifest(items, splits, reasons)
     manifest.to_csv(tmp_dir / MANIFEST, index=False)
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp_dir.rename(out_dir)
     return manifest
 
 
-def _manifest(items: list[SourceItem], reasons: list[str | None], config: Config) -> pd.DataFrame:
-    good_identities = [i.identity for i, r in zip(items, reasons) if r is None and i.split is None]
-    test_identities = split_identities(good_identities, config.data.test_fraction, config.seed)
+def assign_splits(items: list[SourceItem], config: Config) -> list[str]:
+    """Each item's split: its folder's (test_dir given), else by a seeded hash of its identity."""
+    test_identities = split_identities(
+        [i.identity for i in items if i.split is None], config.data.test_fraction, config.seed
+    )
+    return [item.split or ("test" if item.identity in test_identities else "train") for item in items]
+
+
+def _manifest(items: list[SourceItem], splits: list[str], reasons: list[str | None]) -> pd.DataFrame:
     rows = []
-    for item, reason in zip(items, reasons):
-        split = item.split or ("test" if item.identity in test_identities else "train")
+    for item, split, reason in zip(items, splits, reasons):
         rows.append(
             {
                 "image_id": item.image_id,
-                "file": f"{IMAGES}/{item.image_id}.png" if reason is None else "",
+                "file": f"{IMAGES}/{split}/{item.image_id}.png" if reason is None else "",
                 "source_file": item.source_file,
                 "identity": item.identity,
                 "split": split,

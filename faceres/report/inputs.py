@@ -194,16 +194,31 @@ def load_metrics(path: str | Path) -> MetricsFile:
     return parse_metrics(data, path)
 
 
+PLACEHOLDER_STATUSES = ("not_run", "not_provided")
+
+
+def is_placeholder(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False  # load_metrics reports the problem
+    return isinstance(data, dict) and data.get("status") in PLACEHOLDER_STATUSES
+
+
 def load_metrics_dir(root: str | Path, task: str) -> dict[str, MetricsFile]:
     """Every ``root/<method>/<task>.json``, keyed by method; the file's ``method`` and ``task`` must match its path.
 
-    A missing ``root`` gives an empty mapping (nothing evaluated yet: tables then say "not run").
+    A missing ``root`` gives an empty mapping (nothing evaluated yet: tables then say "not run"), and so does
+    a placeholder ``{"method", "task", "status": "not_run" | "not_provided", "reason"}`` that the evaluate
+    stage writes for an arm impossible at this resolution or an external method without a folder.
     """
     root = Path(root)
     runs: dict[str, MetricsFile] = {}
     if not root.is_dir():
         return runs
     for path in sorted(root.glob(f"*/{task}.json")):
+        if is_placeholder(path):
+            continue
         run = load_metrics(path)
         if run.method != path.parent.name:
             raise DataError(f"{path}: method {run.method!r} does not match its folder {path.parent.name!r}")
