@@ -1,0 +1,159 @@
+"""FID, following pytorch-fid's chain: Inception activations -> (mu, sigma) -> Frechet distance.
+
+Statistics of an image set are cached on disk under a key made of the files' names and contents and the
+Inception weights, so the ground-truth statistics are computed once however many restorations are scored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from pytorch_fid.fid_score import calculate_frechet_distance
+from torch import nn
+
+from faceres.errors import DataError
+from faceres.metrics.images import ImageSource, inception_activations, resolve_images
+
+log = logging.getLogger(__name__)
+
+# Below the feature dimension the covariance is singular; FID is then biased and unstable.
+MIN_RELIABLE_FID_IMAGES = 2048
+_CACHE_FORMAT = "faceres-fid-stats-v1"
+
+
+class UnreliableMetricWarning(UserWarning):
+    """A metric was computed on too few samples to be trusted."""
+
+
+@dataclass(frozen=True)
+class GaussianStats:
+    """Mean and covariance of an image set's activations (pytorch-fid's ``mu``, ``sigma``)."""
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    n: int
+
+
+def activation_statistics(activations: np.ndarray, *, name: str = "image set") -> GaussianStats:
+    """``np.mean`` and ``np.cov(rowvar=False)`` of N x dims activations, as pytorch-fid computes them."""
+    activations = np.asarray(activations, dtype=np.float64)
+    if activations.ndim != 2 or activations.shape[0] < 2:
+        raise DataError(f"FID needs at least 2 images in {name}, got {activations.shape[0] if activations.ndim else 0}")
+    return GaussianStats(mu=activations.mean(axis=0), sigma=np.cov(activations, rowvar=False), n=activations.shape[0])
+
+
+def frechet_distance(a: GaussianStats, b: GaussianStats) -> float:
+    """pytorch-fid's ``calculate_frechet_distance`` of two statistics; warns below 2,048 images per set."""
+    if a.mu.shape != b.mu.shape:
+        raise DataError(f"FID statistics differ in dimension: {a.mu.shape[0]} vs {b.mu.shape[0]}")
+    n = min(a.n, b.n)
+    if n < MIN_RELIABLE_FID_IMAGES:
+        message = (f"FID computed from {n} images, fewer than {MIN_RELIABLE_FID_IMAGES}: the covariance is singular "
+                   "and the FID is biased upwards; compare it only with FIDs of equally many images")
+        warnings.warn(message, UnreliableMetricWarning, stacklevel=2)
+        log.warning(message)
+    with warnings.catch_warnings():
+        # pytorch-fid 0.3.0 passes sqrtm(disp=False), deprecated since SciPy 1.16.
+        warnings.filterwarnings("ignore", message=".*`disp` argument is deprecated.*", category=DeprecationWarning)
+        try:
+            return float(calculate_frechet_distance(a.mu, a.sigma, b.mu, b.sigma))
+        except ValueError as error:  # 'Imaginary component ...': the covariance product is too ill-conditioned
+            raise DataError(f"FID could not be computed: {error} (too few or degenerate images?)") from None
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=20)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_key(paths: list[Path]) -> str:
+    """Hash of an image set: the sorted (file name, file content) pairs; independent of the folder's location."""
+    digest = hashlib.sha256()
+    for path in sorted(paths, key=lambda p: p.name):
+        digest.update(f"{path.name}\0{_file_digest(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def model_key(model: nn.Module) -> str:
+    """Hash of a network's parameters and buffers (names, dtypes, shapes, values)."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def _cache_path(cache_dir: Path, paths: list[Path], model: nn.Module) -> Path:
+    key = hashlib.sha256(f"{_CACHE_FORMAT}\0{content_key(paths)}\0{model_key(model)}".encode()).hexdigest()
+    return cache_dir / f"{key[:40]}.npz"
+
+
+def _read_cache(path: Path) -> GaussianStats | None:
+    try:
+        with np.load(path) as data:
+            return GaussianStats(mu=data["mu"], sigma=data["sigma"], n=int(data["n"]))
+    except (OSError, KeyError, ValueError) as error:
+        log.warning("ignoring unreadable FID statistics cache %s (%s); recomputing", path, error)
+        return None
+
+
+def _write_cache(path: Path, stats: GaussianStats) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(partial, "wb") as handle:
+        np.savez(handle, mu=stats.mu, sigma=stats.sigma, n=stats.n)
+    os.replace(partial, path)  # atomic: concurrent evaluations never read half a file
+
+
+def image_set_statistics(
+    images: ImageSource,
+    model: nn.Module,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    activations: np.ndarray | None = None,
+    name: str | None = None,
+    **loader_options,
+) -> GaussianStats:
+    """(mu, sigma) of an image set's Inception activations, from the cache when ``cache_dir`` holds them.
+
+    ``activations``: already computed activations of exactly these images (skips the forward pass).
+    ``loader_options``: batch_size, num_workers, device, progress (see ``inception_activations``).
+    """
+    paths = resolve_images(images)
+    name = name or (str(images) if isinstance(images, (str, os.PathLike)) else f"{len(paths)} images")
+    cache_file = _cache_path(Path(cache_dir), paths, model) if cache_dir is not None else None
+    if cache_file is not None and cache_file.is_file():
+        cached = _read_cache(cache_file)
+        if cached is not None:
+            log.info("FID statistics of %s read from %s", name, cache_file)
+            return cached
+    if activations is None:
+        activations = inception_activations(paths, model, **loader_options)
+    stats = activation_statistics(activations, name=name)
+    if cache_file is not None:
+        _write_cache(cache_file, stats)
+    return stats
+
+
+def fid_between(
+    images_a: ImageSource,
+    images_b: ImageSource,
+    model: nn.Module,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    **loader_options,
+) -> float:
+    """FID between two image sets (folders or path lists) with the given pytorch-fid ``InceptionV3``."""
+    stats = [image_set_statistics(images, model, cache_dir=cache_dir, **loader_options) for images in (images_a, images_b)]
+    return frechet_distance(*stats)

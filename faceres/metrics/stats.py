@@ -1,0 +1,70 @@
+"""Aggregates of per-image metric values: mean, sample standard deviation and a bootstrap confidence interval."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from faceres.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Aggregate of ``n`` per-image values. ``std`` is the sample standard deviation (ddof=1; NaN for n < 2).
+
+    ``ci_low``/``ci_high`` bound the mean: a percentile bootstrap (resampling images with replacement) at
+    ``ci_level``; None when no interval was asked for.
+    """
+
+    mean: float
+    std: float
+    n: int
+    ci_level: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def bootstrap_mean_ci(values: np.ndarray, *, level: float, n_resamples: int, rng: np.random.Generator) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the mean of ``values`` (1-D), drawn from the caller's seeded generator."""
+    values = np.asarray(values, dtype=np.float64)
+    if not 0.0 < level < 1.0:
+        raise ConfigError(f"ci_level must lie in (0, 1), got {level}")
+    if n_resamples < 1:
+        raise ConfigError(f"n_resamples must be a positive integer, got {n_resamples}")
+    # Resample in chunks so the index matrix stays small whatever n and n_resamples are.
+    means = np.empty(n_resamples)
+    chunk = max(1, 2**22 // max(values.size, 1))
+    for start in range(0, n_resamples, chunk):
+        stop = min(start + chunk, n_resamples)
+        means[start:stop] = values[rng.integers(0, values.size, size=(stop - start, values.size))].mean(axis=1)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
+def summarize(
+    values,
+    *,
+    ci_level: float | None = None,
+    n_resamples: int = 1000,
+    rng: np.random.Generator | None = None,
+) -> Summary:
+    """Mean, sample std and n of per-image ``values``; with ``ci_level`` (e.g. 0.95) also a bootstrap CI.
+
+    A CI needs an explicit seeded ``rng`` (``np.random.default_rng(seed)``) so reports are reproducible.
+    """
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size == 0:
+        raise ConfigError("cannot summarise an empty list of metric values")
+    mean = float(values.mean())
+    std = float(values.std(ddof=1)) if values.size > 1 else float("nan")
+    if ci_level is None:
+        return Summary(mean=mean, std=std, n=int(values.size))
+    if rng is None:
+        raise ConfigError("summarize(ci_level=...) needs rng=np.random.default_rng(seed) for a reproducible CI")
+    low, high = bootstrap_mean_ci(values, level=ci_level, n_resamples=n_resamples, rng=rng)
+    return Summary(mean=mean, std=std, n=int(values.size), ci_level=ci_level, ci_low=low, ci_high=high)
