@@ -469,7 +469,27 @@ def load_config(path: str | Path = PARAMS_FILE, overrides: dict | None = None) -
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return config_from_dict(params or {}, source=str(path), overrides=overrides)
+    config = config_from_dict(params or {}, source=str(path), overrides=overrides)
+    return _resolve_paths(config, path.resolve().parent)
+
+
+def _resolve_paths(config: Config, base: Path) -> Config:
+    """Relative data paths are relative to the params file's folder (the repo root), not the working dir."""
+
+    def resolve(value: str | None) -> str | None:
+        if value is None or Path(value).is_absolute():
+            return value
+        return str(base / value)
+
+    folder = config.data.folder
+    folder = dataclasses.replace(
+        folder,
+        train_dir=resolve(folder.train_dir),
+        test_dir=resolve(folder.test_dir),
+        identities_csv=resolve(folder.identities_csv),
+    )
+    external = {name: resolve(value) for name, value in config.external.items()}
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, folder=folder), external=external)
 
 
 def to_flat_dict(obj: Any, prefix: str = "") -> dict[str, Any]:
