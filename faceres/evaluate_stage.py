@@ -10,6 +10,7 @@ folder gets a placeholder JSON (status not_run / not_provided) that the tables s
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 from pathlib import Path
@@ -116,8 +117,15 @@ def evaluate_method(
     networks=None,
 ) -> dict[str, dict]:
     """Write metrics/METHOD/TASK.json (+ per-image CSV) for each task; returns {task: document}."""
-    from faceres.metrics.evaluate import evaluate_folders
+    from faceres.metrics.evaluate import Networks, evaluate_folders
 
+    if networks is None:  # load each pretrained network once for all tasks and seeds, not once per folder
+        pretrained = Networks.pretrained()
+        networks = Networks(
+            fid_inception=functools.cache(pretrained.fid_inception),
+            lpips_backbone=functools.cache(pretrained.lpips_backbone),
+            identity_embedder=functools.cache(pretrained.identity_embedder),
+        )
     gt_dir = data_dir / "images" / "test"
     options = _options(config)
     documents = {}
