@@ -368,8 +368,8 @@ def table6(
         "Δ = ours − paper.",
         _psnr_note(used, psnr_spread),
         _ipr_note(used, ipr_k, ipr_features),
-        "not run: no metrics file for that number of skips (at resolution R the model has at most log2(R/8) "
-        "skips: 4 at 128 px, 6 at 512 px); not in paper: the paper printed no such row.",
+        "not run: no metrics for that number of skips (skip nodes are 8..min(R, 256) px at resolution R: "
+        "4 at 64 px, 6 from 256 px); not in paper: the paper printed no such row.",
     ]
     notes += [n for n in [_evaluation_note(used)] if n]
     return _build("table6", paper["table6"]["title"], "n", columns, rows, notes,
