@@ -299,6 +299,13 @@ def _fields(cls: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if f.name != "source_file"]
 
 
+def _float_or_none(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 class _Loader:
     def __init__(self, source: str):
         self.source = source
@@ -332,8 +339,12 @@ class _Loader:
                 self.fail(key, value, "an integer")
             return value
         if tp is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                self.fail(key, value, "a number")
+            if isinstance(value, str):
+                # PyYAML (YAML 1.1) reads exponent-only floats such as 1e-3 -- as `dvc exp run -S lr=1e-3` writes
+                # them -- as strings; take them at their face value.
+                value = _float_or_none(value)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                self.fail(key, value, "a finite number")
             return float(value)
         if tp is str:
             if not isinstance(value, str):

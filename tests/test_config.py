@@ -50,7 +50,8 @@ def test_skip_nodes_match_the_paper():
         ({"skips": 2.5}, "skips = 2.5: allowed: an integer"),
         ({"skips": True}, "skips = True: allowed: an integer"),
         ({"alpha": -0.1}, "alpha = -0.1: allowed: a finite number >= 0"),
-        ({"alpha": "big"}, "alpha = 'big': allowed: a number"),
+        ({"alpha": "big"}, "alpha = 'big': allowed: a finite number"),
+        ({"alpha": "1e999"}, "alpha = inf: allowed: a finite number"),
         ({"aug": "yes"}, "aug = 'yes': allowed: true or false"),
         ({"profile": "gpu"}, "profile = 'gpu': allowed: one of cpu, paper"),
         ({"profiles.cpu.resolution": 100}, "profiles.cpu.resolution = 100: allowed: a power of two in 16..512"),
@@ -117,3 +118,9 @@ def test_unreadable_and_invalid_yaml_files(tmp_path):
     bad.write_text("skips: [1\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML at line"):
         load_config(bad)
+
+
+def test_exponent_floats_that_yaml_1_1_reads_as_strings_are_numbers(params):
+    # `dvc exp run -S train.lr=1e-3` writes 1e-3, which PyYAML reads as the string '1e-3'
+    config = config_from_dict(params, overrides={"train.lr": "1e-3", "alpha": "3E0"})
+    assert config.train.lr == 0.001 and config.alpha == 3.0
