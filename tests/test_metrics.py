@@ -182,6 +182,21 @@ def test_frechet_distance_matches_scipy_sqrtm():
         assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.parametrize("n", [40, 600])  # singular covariances (n < dim) and full-rank ones
+def test_frechet_distance_equals_pytorch_fids(n):
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    rng = np.random.default_rng(n)
+    dim = 256
+    x = rng.normal(size=(n, dim)) @ rng.normal(size=(dim, dim)) / 8
+    y = 1.1 * rng.normal(size=(n, dim)) @ rng.normal(size=(dim, dim)) / 8 + 0.2
+    a, b = activation_statistics(x), activation_statistics(y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pytorch-fid's sqrtm(disp=False) deprecation and singular-matrix notes
+        expected = calculate_frechet_distance(a.mu, a.sigma, b.mu, b.sigma)
+        assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-6 if n < dim else 1e-10)
+
+
 def test_fid_warns_below_2048_images():
     rng = np.random.default_rng(1)
     stats = activation_statistics(rng.normal(size=(100, 8)))

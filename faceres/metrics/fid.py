@@ -1,5 +1,8 @@
 """FID, following pytorch-fid's chain: Inception activations -> (mu, sigma) -> Frechet distance.
 
+The Inception network is pytorch-fid's; the Frechet distance is its formula, computed with symmetric
+eigendecompositions instead of a general matrix square root (see :func:`frechet_distance`).
+
 Statistics of an image set are cached on disk under a key made of the files' names and contents and the
 Inception weights, so the ground-truth statistics are computed once however many restorations are scored.
 """
@@ -15,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pytorch_fid.fid_score import calculate_frechet_distance
 from torch import nn
 
 from faceres.errors import DataError
@@ -50,7 +52,15 @@ def activation_statistics(activations: np.ndarray, *, name: str = "image set") -
 
 
 def frechet_distance(a: GaussianStats, b: GaussianStats) -> float:
-    """pytorch-fid's ``calculate_frechet_distance`` of two statistics; warns below 2,048 images per set."""
+    """||mu_a - mu_b||^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^(1/2)), pytorch-fid's formula; warns below 2,048 images.
+
+    pytorch-fid's ``calculate_frechet_distance`` takes the general matrix square root of S_a S_b (SciPy's
+    Schur-based ``sqrtm``: 20-28 s for 2048 x 2048 on 2 cores, once per evaluated task). Only its trace enters
+    the distance, and for covariances (symmetric PSD) S_a S_b is similar to the symmetric PSD matrix
+    S_a^(1/2) S_b S_a^(1/2), so that trace is the sum of the square roots of that matrix's eigenvalues: two
+    symmetric eigendecompositions, ~3 s. Same value (tested against pytorch-fid: 1e-14 relative with full-rank
+    covariances, 1e-7 with singular ones, where pytorch-fid adds an eps offset); bench/fid_distance.py times both.
+    """
     if a.mu.shape != b.mu.shape:
         raise DataError(f"FID statistics differ in dimension: {a.mu.shape[0]} vs {b.mu.shape[0]}")
     n = min(a.n, b.n)
@@ -59,13 +69,15 @@ def frechet_distance(a: GaussianStats, b: GaussianStats) -> float:
                    "and the FID is biased upwards; compare it only with FIDs of equally many images")
         warnings.warn(message, UnreliableMetricWarning, stacklevel=2)
         log.warning(message)
-    with warnings.catch_warnings():
-        # pytorch-fid 0.3.0 passes sqrtm(disp=False), deprecated since SciPy 1.16.
-        warnings.filterwarnings("ignore", message=".*`disp` argument is deprecated.*", category=DeprecationWarning)
-        try:
-            return float(calculate_frechet_distance(a.mu, a.sigma, b.mu, b.sigma))
-        except ValueError as error:  # 'Imaginary component ...': the covariance product is too ill-conditioned
-            raise DataError(f"FID could not be computed: {error} (too few or degenerate images?)") from None
+    sigma_a, sigma_b = np.asarray(a.sigma, np.float64), np.asarray(b.sigma, np.float64)
+    if not (np.isfinite(sigma_a).all() and np.isfinite(sigma_b).all()):
+        raise DataError("FID could not be computed: non-finite covariance (degenerate activations?)")
+    eigenvalues, eigenvectors = np.linalg.eigh((sigma_a + sigma_a.T) / 2)
+    root_a = (eigenvectors * np.sqrt(np.clip(eigenvalues, 0, None))) @ eigenvectors.T
+    middle = root_a @ sigma_b @ root_a
+    trace_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum()
+    diff = a.mu - b.mu
+    return float(diff @ diff + np.trace(sigma_a) + np.trace(sigma_b) - 2 * trace_covmean)
 
 
 def _file_digest(path: Path) -> str:
