@@ -59,7 +59,6 @@ from unittest import mock
 
 import numpy as np
 import torch
-import torchvision
 
 from faceres.errors import DataError, WeightsError
 from faceres.paths import cache_root
@@ -274,11 +273,15 @@ def load_numpy_pickle(path: Path) -> object:
 
 
 def _vgg16_features_structure() -> torch.nn.Sequential:
+    import torchvision  # here, not at the top: ~2.5 s that stages without a network (prepare, report) skip
+
     with torch.device("meta"):
         return torchvision.models.vgg16(weights=None).features
 
 
 def _alexnet_features_structure() -> torch.nn.Sequential:
+    import torchvision
+
     with torch.device("meta"):
         return torchvision.models.alexnet(weights=None).features
 
@@ -289,7 +292,7 @@ _FEATURE_STRUCTURES: dict[str, Callable[[], torch.nn.Sequential]] = {
 }
 
 
-def _fid_inception3_structure() -> torchvision.models.Inception3:
+def _fid_inception3_structure() -> "torchvision.models.Inception3":
     """The network pytorch-fid's ``fid_inception_v3()`` builds, without the download it then does."""
     from pytorch_fid import inception as fid
 
@@ -310,7 +313,7 @@ def _fid_inception3_structure() -> torchvision.models.Inception3:
 _FID_PATCH_LOCK = threading.Lock()
 
 
-def _fid_inception_v3_module(inception3: torchvision.models.Inception3):  # -> pytorch_fid InceptionV3
+def _fid_inception_v3_module(inception3: "torchvision.models.Inception3"):  # -> pytorch_fid InceptionV3
     """pytorch-fid's own ``InceptionV3([3])`` (resize_input, normalize_input) wrapped around ``inception3``.
 
     ``InceptionV3.__init__`` always calls ``fid_inception_v3()``, which downloads; we hand it our network
