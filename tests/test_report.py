@@ -470,3 +470,11 @@ def test_build_report_end_to_end(metrics_root, tmp_path):
     with pytest.raises(ConfigError, match="without the questionnaire's key_csv"):
         build_report(out, metrics_root=metrics_root, run_info=RunInfo(profile="cpu", data_source="synthetic"),
                      skips_arms={}, aug_arms={}, alpha_arms=ALPHA_ARMS, votes_csvs=[tmp_path / "votes.csv"])
+
+
+def test_alpha_table_without_alpha_arms_is_an_empty_table_that_says_why(runs, tmp_path):
+    t = alpha_table(runs, {})
+    assert t.rows == () and t.data.empty
+    assert any("No arm varies α" in note for note in t.notes)
+    t.write(tmp_path)
+    assert "No arm varies" in (tmp_path / "alpha.md").read_text()
