@@ -82,6 +82,17 @@ def _arm_config(config: Config, arm) -> Config:
     return dataclasses.replace(config, skips=arm.skips, alpha=arm.alpha, aug=arm.aug)
 
 
+def _method_run(config: Config, method: str) -> tuple[Config, dict]:
+    """(config, extra params) of a restore/evaluate run: an arm's runs carry its own skips/alpha/aug, so MLflow's
+    compare view lines the arms up by them; other methods (deg, external) have none."""
+    from faceres.arms import list_arms
+
+    arms = {arm.name: arm for arm in list_arms(config)}
+    if method in arms:
+        return _arm_config(config, arms[method]), {"arm": method, "method": method}
+    return config, {"method": method, "skips": "-", "alpha": "-", "aug": "-"}
+
+
 def train(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: bool = True) -> dict:
     """Train one arm (resume / reuse by fingerprint); an arm impossible at this resolution is recorded."""
     from faceres.arms import find_arm
@@ -147,7 +158,8 @@ def restore(config: Config, arm_name: str, model_dir: Path, degraded_root: Path,
         (out_dir / "status.json").write_text(json.dumps({"status": "not_run", "reason": summary["reason"]}) + "\n")
         print(f"restore {arm_name}: not run ({summary['reason']})")
         return
-    with _maybe_tracked(config, "restore", track, run_name=f"restore-{arm_name}", extra_params={"arm": arm_name}) as run:
+    run_config, run_params = _method_run(config, arm_name)
+    with _maybe_tracked(run_config, "restore", track, run_name=f"restore-{arm_name}", extra_params=run_params) as run:
         generator = load_generator(model_dir / GENERATOR_FILE)
         start = time.perf_counter()
         count = 0
@@ -167,9 +179,10 @@ def evaluate(config: Config, method: str, tasks: list[str], data_dir: Path, degr
     """Metrics of one method (arm, deg or external) on each task's test split, logged to MLflow."""
     from faceres.evaluate_stage import evaluate_method, flat_metrics
 
-    with _maybe_tracked(config, "evaluate", track, run_name=f"evaluate-{method}", extra_params={"method": method}) as run:
+    run_config, run_params = _method_run(config, method)
+    with _maybe_tracked(run_config, "evaluate", track, run_name=f"evaluate-{method}", extra_params=run_params) as run:
         if run is not None:
-            run.set_tags({"method": method, "tasks": ",".join(tasks)})
+            run.set_tags({"method": method, "tasks": ",".join(tasks), **({"arm": method} if "arm" in run_params else {})})
         start = time.perf_counter()
         documents = evaluate_method(config, method, tasks, data_dir, degraded_root, restored_root, out_root)
         seconds = time.perf_counter() - start
