@@ -30,8 +30,11 @@ browser:
 	fi
 
 # pytest exits 5 when it collects no tests: that fails here, as any non-zero status does.
+# Two workers (pytest-xdist): the DVC experiment tests (one group, mostly single-threaded stage processes) run
+# beside the rest of the suite. PYTEST_ARGS replaces that, e.g. make test PYTEST_ARGS="-k metrics".
+PYTEST_ARGS ?= -n 2 --dist loadgroup
 test: setup browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
