@@ -839,6 +839,8 @@ class IdentityEmbedder:
         self._landmarks = dlib.shape_predictor(str(landmark_model))
         self._detector = dlib.get_frontal_face_detector()
         self.fallbacks = 0  # crops in which the detector found no face (central box used instead)
+        # What its features depend on: both model files' contents (feature caches key on it).
+        self.cache_key = "dlib-identity:" + ":".join(sha256_file(Path(p))[:16] for p in (recognition_model, landmark_model))
 
     def _landmarks_of(self, face: np.ndarray):
         height, width = face.shape[:2]

@@ -481,3 +481,28 @@ def test_identity_embeddings_resize_to_embedder_size(tmp_path):
     expected = FakeEmbedder()(np.stack([np.asarray(Image.fromarray(f).resize((32, 32), Image.Resampling.BICUBIC))
                                         for f in faces.values()]))
     np.testing.assert_array_equal(ours, expected)
+
+
+def test_cached_features_are_computed_once_per_content_and_network_and_follow_the_requested_order(tmp_path):
+    from faceres.metrics.fid import cached_features
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name, value in (("a.png", 10), ("b.png", 200)):
+        Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(folder / name)
+    paths = sorted(folder.glob("*.png"))
+    calls = []
+
+    def compute(order):
+        calls.append(order)
+        return np.array([[float(p.name[0] == "b")] for p in order])
+
+    cache = tmp_path / "cache"
+    first = cached_features(paths, "net-1", lambda: compute(paths), cache)
+    again = cached_features(paths[::-1], "net-1", lambda: compute(paths[::-1]), cache)
+    assert len(calls) == 1 and first.tolist() == [[0.0], [1.0]] and again.tolist() == [[1.0], [0.0]]
+    cached_features(paths, "net-2", lambda: compute(paths), cache)  # another network: computed
+    Image.fromarray(np.full((8, 8, 3), 99, np.uint8)).save(folder / "a.png")  # new content: computed
+    cached_features(paths, "net-1", lambda: compute(paths), cache)
+    cached_features(paths, None, lambda: compute(paths), cache)  # no key: never cached
+    assert len(calls) == 4

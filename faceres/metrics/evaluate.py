@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from faceres.errors import ConfigError, DataError
-from faceres.metrics.fid import GaussianStats, frechet_distance, image_set_statistics
+from faceres.metrics.fid import GaussianStats, cached_features, frechet_distance, image_set_statistics, model_key
 from faceres.metrics.images import identity_embeddings, inception_activations, iterate_batches, pair_images, to_unit_tensor
 from faceres.metrics.manifold import ManifoldMetrics, validate_ks, precision_recall
 from faceres.metrics.perceptual import LPIPS_NETS, build_lpips, lpips_distance
@@ -92,7 +92,7 @@ class EvalOptions:
     n_bootstrap: int = 1000
     seed: int = 0
     identity_input_size: int | None = None
-    fid_cache_dir: str | None = None
+    fid_cache_dir: str | None = None  # FID statistics and ground-truth features are cached here (None: never)
     progress: bool = True
 
     def __post_init__(self):
@@ -243,8 +243,11 @@ def evaluate_folders(
         loader = dict(device=options.device, **options.loader())
         activations: dict[str, np.ndarray | None] = {"pred": None, "gt": None}
         if "ipr_inception" in metrics:
-            activations = {"pred": inception_activations(pred_paths, inception, **loader),
-                           "gt": inception_activations(gt_paths, inception, **loader)}
+            activations = {
+                "pred": inception_activations(pred_paths, inception, **loader),
+                "gt": cached_features(gt_paths, f"fid-inception:{model_key(inception)}",
+                                      lambda: inception_activations(gt_paths, inception, **loader), options.fid_cache_dir),
+            }
         if "fid" in metrics:
             stats: list[GaussianStats] = [
                 image_set_statistics(paths, inception, cache_dir=options.fid_cache_dir, activations=activations[key],
@@ -259,8 +262,11 @@ def evaluate_folders(
     if "ipr" in metrics:
         embedder = networks.identity_embedder()
         embed = dict(input_size=options.identity_input_size, **options.loader())
-        result = precision_recall(identity_embeddings(gt_paths, embedder, **embed),
-                                  identity_embeddings(pred_paths, embedder, **embed), options.ks, paired=True)
+        identity_key = getattr(embedder, "cache_key", None)  # None (an unnamed embedder): never cached
+        gt_embeddings = cached_features(gt_paths, identity_key and f"{identity_key}:{options.identity_input_size}",
+                                        lambda: identity_embeddings(gt_paths, embedder, **embed), options.fid_cache_dir)
+        result = precision_recall(gt_embeddings, identity_embeddings(pred_paths, embedder, **embed), options.ks,
+                                  paired=True)
         results["ipr"] = _manifold_summary(result, "identity", "", table, options)
 
     summary = {"n_pairs": len(pairs), "pred_dir": str(pred_dir), "gt_dir": str(gt_dir), "metrics_computed": list(metrics),
