@@ -438,7 +438,7 @@ def config_from_dict(params: dict, source: str = PARAMS_FILE, overrides: dict | 
     """Build and validate a :class:`Config` from a params mapping (plus dotted-key overrides)."""
     params = dict(params)
     for dotted, value in (overrides or {}).items():
-        _set_dotted(params, dotted, value, source)
+        set_dotted(params, dotted, value, source)
     loader = _Loader(source)
     config = loader.build(Config, params)
     config = dataclasses.replace(config, source_file=source)
@@ -446,7 +446,8 @@ def config_from_dict(params: dict, source: str = PARAMS_FILE, overrides: dict | 
     return config
 
 
-def _set_dotted(params: dict, dotted: str, value: Any, source: str) -> None:
+def set_dotted(params: dict, dotted: str, value: Any, source: str) -> None:
+    """params[a][b][c] = value for dotted 'a.b.c' (copying the mappings on the way, so the caller's stay intact)."""
     node = params
     parts = dotted.split(".")
     for part in parts[:-1]:

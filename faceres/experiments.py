@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import yaml
 
-from faceres.config import parse_override
+from faceres.config import parse_override, set_dotted
 
 STAGE_LINE = re.compile(r"Running stage '([^']+)'")
 
@@ -88,11 +88,7 @@ def set_params(params_file: Path, overrides: Sequence[str] | dict) -> None:
     params = yaml.safe_load(params_file.read_text())
     items = overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in overrides)
     for key, value in items:
-        node = params
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
+        set_dotted(params, key, value, str(params_file))
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
 
 

@@ -831,7 +831,7 @@ class IdentityEmbedder:
     places the landmarks; dlib cuts the chip and embeds it. Same-person distances are mostly below 0.6.
     """
 
-    def __init__(self, recognition_model: Path, landmark_model: Path):
+    def __init__(self, recognition_model: Path, landmark_model: Path, cache_key: str | None = None):
         import dlib
 
         self._dlib = dlib
@@ -839,8 +839,7 @@ class IdentityEmbedder:
         self._landmarks = dlib.shape_predictor(str(landmark_model))
         self._detector = dlib.get_frontal_face_detector()
         self.fallbacks = 0  # crops in which the detector found no face (central box used instead)
-        # What its features depend on: both model files' contents (feature caches key on it).
-        self.cache_key = "dlib-identity:" + ":".join(sha256_file(Path(p))[:16] for p in (recognition_model, landmark_model))
+        self.cache_key = cache_key  # what its features depend on (feature caches key on it); None: never cached
 
     def _landmarks_of(self, face: np.ndarray):
         height, width = face.shape[:2]
@@ -870,4 +869,9 @@ class IdentityEmbedder:
 
 def load_identity_embedder() -> IdentityEmbedder:
     """The dlib identity embedder (recognition ResNet + 5-point landmarks) from the cache."""
-    return IdentityEmbedder(cached_weights_path("dlib_face"), cached_weights_path("dlib_landmarks"))
+    directory = weights_dir()
+    entries = _read_manifest(directory)
+    files = [_verified_entry(name, directory, entries) for name in ("dlib_face", "dlib_landmarks")]
+    # The manifest's sha256 of both files, just verified: the key of the ground-truth feature cache.
+    key = "dlib-identity:" + ":".join(entries[name]["sha256"][:16] for name in ("dlib_face", "dlib_landmarks"))
+    return IdentityEmbedder(*files, cache_key=key)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -67,8 +68,6 @@ def project(tmp_path_factory) -> tuple[Path, dict]:
 
 
 def git(repo: Path, *args: str) -> None:
-    import subprocess
-
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True)
 
 

@@ -121,11 +121,11 @@ def _read_cache(path: Path) -> GaussianStats | None:
         return None
 
 
-def _write_cache(path: Path, stats: GaussianStats) -> None:
+def _atomic_savez(path: Path, **arrays) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(partial, "wb") as handle:
-        np.savez(handle, mu=stats.mu, sigma=stats.sigma, n=stats.n)
+        np.savez(handle, **arrays)
     os.replace(partial, path)  # atomic: concurrent evaluations never read half a file
 
 
@@ -155,7 +155,7 @@ def image_set_statistics(
         activations = inception_activations(paths, model, **loader_options)
     stats = activation_statistics(activations, name=name)
     if cache_file is not None:
-        _write_cache(cache_file, stats)
+        _atomic_savez(cache_file, mu=stats.mu, sigma=stats.sigma, n=stats.n)
     return stats
 
 
@@ -195,9 +195,5 @@ def cached_features(
         except (OSError, KeyError, ValueError) as error:
             log.warning("ignoring unreadable feature cache %s (%s); recomputing", cache_file, error)
     features = compute()
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-    with open(partial, "wb") as handle:
-        np.savez(handle, names=np.array(names), features=features)
-    os.replace(partial, cache_file)
+    _atomic_savez(cache_file, names=np.array(names), features=features)
     return features
