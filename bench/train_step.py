@@ -11,8 +11,9 @@ process settings of train_arm (configure_process). Figures, per configuration:
 3. the peer, measured in the same process: a dense float32 conv2d forward + backward (N=8, 256->256, 3x3,
    64x64), FLOP/s;
 4. achieved / peer (target at the cpu profile: >= 40%), per wall second and per CPU second;
-5. with a CUDA GPU: images/s at 512 px, width 1.0, batch 32, networks under bf16 autocast (the degradation
-   stays float32; the training itself has no mixed-precision mode), against a bf16 conv peer.
+5. with a CUDA GPU: images/s at 512 px, width 1.0, batch 32 per GPU, at the paper profile's precision
+   (`precision: bf16`: the networks under bf16 autocast, TF32 matmuls; faceres/train/precision.py) with and
+   without channels_last, and in plain fp32, against a bf16 conv peer; the card's name is printed.
 
 The step is timed at one fixed step index (same images, degradations and augmentation choices; augmenting the
 configured share of the batch), best of `--repeats`; the lazy R1 pass (every r1_interval steps) is timed on
@@ -130,32 +131,6 @@ def time_step(trainer, images, step: int, repeats: int) -> dict:
             wall = min(wall, time.perf_counter() - start)
             cpu = min(cpu, time.process_time() - start_cpu)
     return {"seconds": wall, "cpu_seconds": cpu, "logs": logs}
-
-
-@contextmanager
-def networks_autocast(device, dtype):
-    """Autocast to `dtype` (None: off) for the networks only: the online degradation (JPEG tables, resampling
-    weights) stays float32, as the training has no mixed-precision mode of its own."""
-    import torch
-
-    import faceres.train.augment as augment
-    import faceres.train.loop as loop
-
-    if dtype is None:
-        yield
-        return
-    degrade = loop.apply_bfr_tensor
-
-    def float32_degrade(*args, **kwargs):
-        with torch.autocast(device.type, enabled=False):
-            return degrade(*args, **kwargs)
-
-    loop.apply_bfr_tensor = augment.apply_bfr_tensor = float32_degrade
-    try:
-        with torch.autocast(device.type, dtype=dtype):
-            yield
-    finally:
-        loop.apply_bfr_tensor = augment.apply_bfr_tensor = degrade
 
 
 def count_flops(trainer, images, step: int) -> int:
@@ -367,26 +342,25 @@ def profile_ops(trainer, images, step: int, rows: int = 25) -> None:
 
 
 def measure(label: str, overrides: dict, data_dir: Path, args, repeats: int, peer: dict | None,
-            device, autocast_dtype=None) -> dict:
+            device) -> dict:
     """Time one configuration's step (and optionally break it down), print one line, return the figures."""
     trainer, images = build_trainer(overrides, data_dir, device)
     batch = images.shape[0]
     step = representative_step(trainer)
-    with networks_autocast(trainer.ctx.device, autocast_dtype):
-        timed = time_step(trainer, images, step, repeats)
-        result = {"label": label, "batch": batch, "step": step, "seconds": timed["seconds"],
-                  "cpu_seconds": timed["cpu_seconds"], "aug_selected": timed["logs"].get("aug_selected", 0.0)}
-        r1 = r1_step(trainer, step)
-        result["amortized_seconds"] = result["seconds"]
-        if r1 is not None:  # lazy R1: one step in `interval` also runs the penalty
-            result["r1_seconds"] = time_step(trainer, images, r1, max(1, repeats // 2))["seconds"]
-            interval = trainer.r1.interval
-            result["amortized_seconds"] = ((interval - 1) * result["seconds"] + result["r1_seconds"]) / interval
-        result["images_per_s"] = batch / result["amortized_seconds"]
-        result["flops"] = count_flops(trainer, images, step)
-        parts = breakdown(trainer, images, step, max(2, repeats // 2)) if args.breakdown else None
-        if args.profile_ops:
-            profile_ops(trainer, images, step)
+    timed = time_step(trainer, images, step, repeats)
+    result = {"label": label, "batch": batch, "step": step, "seconds": timed["seconds"],
+              "cpu_seconds": timed["cpu_seconds"], "aug_selected": timed["logs"].get("aug_selected", 0.0)}
+    r1 = r1_step(trainer, step)
+    result["amortized_seconds"] = result["seconds"]
+    if r1 is not None:  # lazy R1: one step in `interval` also runs the penalty
+        result["r1_seconds"] = time_step(trainer, images, r1, max(1, repeats // 2))["seconds"]
+        interval = trainer.r1.interval
+        result["amortized_seconds"] = ((interval - 1) * result["seconds"] + result["r1_seconds"]) / interval
+    result["images_per_s"] = batch / result["amortized_seconds"]
+    result["flops"] = count_flops(trainer, images, step)
+    parts = breakdown(trainer, images, step, max(2, repeats // 2)) if args.breakdown else None
+    if args.profile_ops:
+        profile_ops(trainer, images, step)
     result["flops_per_s"] = result["flops"] / result["seconds"]
     result["flops_per_cpu_s"] = result["flops"] / result["cpu_seconds"]
     line = (f"{label:<30}{result['images_per_s']:>8.2f} img/s  step {result['seconds']:>6.2f} s "
@@ -436,8 +410,17 @@ def child(args) -> None:
                   f"({torch.cuda.get_device_name(cuda)})", flush=True)
             paper = {"profiles.cpu.resolution": 512, "profiles.cpu.width": 1.0, "profiles.cpu.batch": 32,
                      "profiles.cpu.identities": 12, "profiles.cpu.images_per_identity": 3}
-            results["gpu"] = measure("GPU: 512 px, batch 32, bf16", paper, tmp / "gpu", args, args.repeats,
-                                     gpu_peer, cuda, autocast_dtype=torch.bfloat16)
+            variants = {
+                "gpu": ("bf16", False),
+                "gpu_channels_last": ("bf16", True),
+                "gpu_fp32": ("fp32", False),
+            }
+            for key, (precision, channels_last) in variants.items():
+                label = f"GPU: 512 px, batch 32, {precision}" + (", channels_last" if channels_last else "")
+                overrides = {**paper, "profiles.cpu.precision": precision,
+                             "profiles.cpu.channels_last": channels_last}
+                results[key] = measure(label, overrides, tmp / "gpu", args, args.repeats, gpu_peer, cuda)
+                torch.cuda.empty_cache()
     print(RESULT_PREFIX + json.dumps(results), flush=True)
 
 

@@ -30,6 +30,7 @@ TASKS = ("bfr", "sr8", "sr16")
 SPLITS = ("train", "test")
 MAX_SKIPS = 6  # paper: skip nodes at 8, 16, 32, 64, 128, 256 px for 512 px images
 REFERENCE_RESOLUTION = 512
+PrecisionMode = Literal["fp32", "tf32", "bf16"]  # training precision (faceres/train/precision.py)
 ARM_NAME = re.compile(r"[a-z0-9_]+")  # arm names become DVC stage keys and param paths: no dots  # the resolution at which the paper's degradation ranges are defined
 
 
@@ -76,6 +77,8 @@ class ProfileConfig:
     epochs: int = field(metadata=_positive_int)
     gpus: int = field(metadata=_non_negative_int)
     workers: int = field(metadata=_non_negative_int)
+    precision: PrecisionMode
+    channels_last: bool
     identities: int = field(metadata=_check(lambda v: v >= 2, "an integer >= 2"))
     images_per_identity: int = field(metadata=_positive_int)
 

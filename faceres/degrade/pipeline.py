@@ -249,8 +249,14 @@ def apply_bfr_tensor(
     """Degrade (B, 3, H, W) float images with a batch of parameter tensors; differentiable with "diff".
 
     Gradients reach the images and every continuous parameter (sigma_x, sigma_y, theta, scale, noise_sigma,
-    jpeg_quality). Parameters and noise are moved to the images' device.
+    jpeg_quality). Parameters and noise are moved to the images' device. Runs in the images' dtype even inside
+    an autocast region (bf16 training): blur kernels and JPEG tables must not be rounded to bfloat16.
     """
+    with torch.autocast(images.device.type, enabled=False):
+        return _apply_bfr_tensor(images, params, jpeg, rounding)
+
+
+def _apply_bfr_tensor(images: torch.Tensor, params: OnlineBFRParams, jpeg: JpegMode, rounding: Rounding) -> torch.Tensor:
     check_images(images)
     batch, _, height, width = images.shape
     if len(params) != batch:

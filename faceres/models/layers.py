@@ -181,9 +181,11 @@ class EqualizedConv2d(SeededModule):
 def demodulation_coefficients(weight: torch.Tensor, styles: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """1 / ||w'_{n,o}||_2 for the modulated weights w'[n,o,i,:,:] = w[o,i,:,:] * s[n,i]; shape [N, O].
 
-    Computed as sum_i s[n,i]^2 * sum_kk w[o,i]^2, which never materialises the per-sample weights.
+    Computed as sum_i s[n,i]^2 * sum_kk w[o,i]^2, which never materialises the per-sample weights; in float32
+    also under bf16 autocast (a sum over hundreds of channels).
     """
-    return (styles.square() @ weight.square().sum(dim=(2, 3)).t() + eps).rsqrt()
+    with torch.autocast(weight.device.type, enabled=False):
+        return (styles.float().square() @ weight.float().square().sum(dim=(2, 3)).t() + eps).rsqrt()
 
 
 def modulate_weights(weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True) -> torch.Tensor:
@@ -264,7 +266,8 @@ class StyleLayer(SeededModule):
         assert_shape(x, [None, self.in_channels, res, res], f"StyleLayer@{res} input")
         x = modulated_conv2d(x, self.weight, self.affine(w), demodulate=True, fused=fused)
         if noise_mode == "random":
-            noise = torch.randn(x.shape[0], 1, res, res, generator=generator, device=x.device, dtype=x.dtype)
+            # drawn in float32 whatever x's dtype, so a seed gives the same noise at every training precision
+            noise = torch.randn(x.shape[0], 1, res, res, generator=generator, device=x.device)
             x = x + noise * self.noise_strength
         elif noise_mode == "const":
             x = x + self.noise_const * self.noise_strength
@@ -363,10 +366,11 @@ class MinibatchStdDev(nn.Module):
             )
         if c % slices:
             raise ValueError(f"MinibatchStdDev: {c} channels cannot be split into {slices} slices")
-        y = x.reshape(group, n // group, slices, c // slices, h, w)
+        # statistics in float32 also under bf16 autocast (a variance of near-equal bf16 values is mostly noise)
+        y = x.float().reshape(group, n // group, slices, c // slices, h, w)
         y = (y.var(dim=0, correction=0) + 1e-8).sqrt()  # [n/G, F, c, H, W]
         y = y.mean(dim=(2, 3, 4)).reshape(n // group, slices, 1, 1)
-        y = y.repeat(group, 1, h, w)  # row i of the batch gets group i mod (n/G)
+        y = y.repeat(group, 1, h, w).to(x.dtype)  # row i of the batch gets group i mod (n/G)
         return torch.cat([x, y], dim=1)
 
     def extra_repr(self) -> str:

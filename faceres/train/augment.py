@@ -66,7 +66,7 @@ def _scatter(params: OnlineBFRParams, index: torch.Tensor, part: OnlineBFRParams
 
 
 def _per_image_l1(generator: nn.Module, gt: torch.Tensor, degraded: torch.Tensor) -> torch.Tensor:
-    restored = generator(degraded * 2 - 1, noise_mode="const")
+    restored = generator(degraded * 2 - 1, noise_mode="const").float()  # compared in float32 under autocast
     return (restored - (gt * 2 - 1)).abs().flatten(1).mean(1)
 
 

@@ -43,6 +43,7 @@ from faceres.models import ModelConfig, build_models
 from faceres.paths import cache_root
 from faceres.train.augment import harden
 from faceres.train.checkpoint import atomic_save, fingerprint, load_checkpoint, sha256_file
+from faceres.train.precision import Precision
 from faceres.train.data import FaceImages, StepBatchSampler, StepPlan, seeded, step_degradations
 from faceres.train.distributed import (
     DistContext,
@@ -81,6 +82,8 @@ def run_settings(config: Config, arm: Arm, world_size: int) -> dict[str, Any]:
         "bfr": to_flat_dict(config.degrade.bfr.at_resolution(config.resolution)),
         "batch": config.scale.batch,
         "epochs": config.scale.epochs,
+        "precision": config.scale.precision,
+        "channels_last": config.scale.channels_last,
         "world_size": world_size,
         "seed": config.seed,
     }
@@ -101,14 +104,20 @@ class Trainer:
         train = config.train
         self.bfr = config.degrade.bfr.at_resolution(config.resolution)
         self.model_config = model_config(config, arm)
+        self.precision = Precision(config.scale.precision, ctx.device)
+        self.memory_format = torch.channels_last if config.scale.channels_last else torch.contiguous_format
         self.G, self.D = build_models(self.model_config, seed=config.seed)
-        self.G.to(ctx.device)
-        self.D.to(ctx.device)
+        self.G.to(ctx.device, memory_format=self.memory_format)
+        self.D.to(ctx.device, memory_format=self.memory_format)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         weights = LossWeights(
             l1=train.l1_weight, feature=train.perceptual_weight, style=train.style_weight, adversarial=arm.alpha
         )
-        perceptual = PerceptualLoss(vgg_features).to(ctx.device) if weights.needs_perceptual else None
+        perceptual = (
+            PerceptualLoss(vgg_features).to(ctx.device, memory_format=self.memory_format)
+            if weights.needs_perceptual
+            else None
+        )
         self.loss = GeneratorLoss(weights, perceptual)
         self.r1 = R1Regularization(gamma=train.r1_gamma, interval=train.r1_interval)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=train.lr, betas=train.betas)
@@ -152,15 +161,16 @@ class Trainer:
     def train_step(self, images_uint8: torch.Tensor) -> dict[str, float]:
         """One G step, one D step and the EMA update on this rank's share of the global batch."""
         config, train, device = self.config, self.config.train, self.ctx.device
-        gt = images_uint8.to(device=device, dtype=torch.float32) / 255.0
+        gt = (images_uint8.to(device=device, dtype=torch.float32) / 255.0).contiguous(memory_format=self.memory_format)
         size = tuple(gt.shape[-2:])
         params = step_degradations(self.bfr, config.seed, self.step, self.positions, size)
         logs: dict[str, float] = {}
         pixel_delta = None
         if self.arm.aug:
-            hardened = harden(
-                self.G, gt, params, self.bfr, train.augment, config.seed, self.step, self.positions
-            )
+            with self.precision.autocast():  # the generator's passes only: the degradation opts out
+                hardened = harden(
+                    self.G, gt, params, self.bfr, train.augment, config.seed, self.step, self.positions
+                )
             params, pixel_delta = hardened.params, hardened.pixel_delta
             logs.update(hardened.stats)
         with torch.no_grad():
@@ -173,9 +183,10 @@ class Trainer:
         self.G.requires_grad_(True)
         self.D.requires_grad_(False)
         noise = seeded("noise", config.seed, self.step, self.ctx.rank, device=device)
-        restored = self.G(inputs, noise_mode=train.noise_mode, generator=noise)
-        fake_logits = self.D(restored) if self.arm.alpha > 0 else None
-        losses = self.loss(restored, target, fake_logits)
+        with self.precision.autocast():  # forward passes only; outputs back to float32 before the losses
+            restored = self.G(inputs, noise_mode=train.noise_mode, generator=noise).float()
+            fake_logits = self.D(restored).float() if self.arm.alpha > 0 else None
+            losses = self.loss(restored, target, fake_logits)
         self.opt_g.zero_grad(set_to_none=True)
         losses["total"].backward()
         average_gradients(list(self.G.parameters()), self.ctx)
@@ -186,8 +197,10 @@ class Trainer:
         if self.arm.alpha > 0:
             self.D.requires_grad_(True)
             real = target.detach().requires_grad_(self.r1.applies_at(self.step))
-            real_logits = self.D(real)
-            d_loss = discriminator_adversarial_loss(real_logits, self.D(restored.detach()))
+            with self.precision.autocast():
+                real_logits = self.D(real).float()
+                fake_logits = self.D(restored.detach()).float()
+            d_loss = discriminator_adversarial_loss(real_logits, fake_logits)
             total_d = d_loss
             if self.r1.applies_at(self.step):
                 r1 = self.r1.loss(real_logits, real)
@@ -234,6 +247,7 @@ class Trainer:
 
 def configure_process(config: Config, ctx: DistContext) -> None:
     """Process-wide settings of a training run (``train_arm`` applies them; so does bench/train_step.py)."""
+    Precision(config.scale.precision, ctx.device).configure()
     if config.train.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=ctx.device.type != "cpu")
         # Deterministic mode also fills every new tensor with NaN, a guard against kernels that read memory

@@ -1,0 +1,55 @@
+"""Numeric precision of training, a profile setting (`profiles.<name>.precision`).
+
+- ``fp32``: IEEE float32 everywhere. On CUDA this also turns off the TF32 convolutions cuDNN allows by default.
+- ``tf32``: float32 tensors, but CUDA matmuls and cuDNN convolutions may round their inputs to TF32 (Ampere+).
+- ``bf16``: TF32 as above, and the networks' forward passes (generator, discriminator, VGG16 of the perceptual
+  loss) run under bfloat16 autocast.
+
+Why bf16 and not fp16: bfloat16 keeps float32's exponent range, so no loss scaling is needed and the R1
+gradient penalty cannot overflow (stylegan2-ada-pytorch clamps its fp16 convolutions for that reason). What
+stays float32 in every mode: the weights, Adam's moments and the EMA generator (autocast casts copies, never
+the parameters); the online degradation (`apply_bfr_tensor` opts out of autocast: blur kernels, JPEG tables);
+network outputs before any loss (cast back with `.float()`); the minibatch standard deviation, the
+demodulation coefficients, Gram matrices and every loss reduction. Restoration for evaluation always runs in
+float32, so reported metrics do not depend on the training precision beyond the trained weights.
+
+On a CPU, bf16 autocast is supported but only fast with AVX-512 BF16 / AMX; the cpu profile uses fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import get_args
+
+import torch
+
+from faceres.config import PrecisionMode
+
+PRECISIONS: tuple[str, ...] = get_args(PrecisionMode)
+
+
+@dataclass(frozen=True)
+class Precision:
+    mode: PrecisionMode
+    device: torch.device
+
+    def __post_init__(self) -> None:
+        if self.mode not in PRECISIONS:
+            raise ValueError(f"precision = {self.mode!r}: allowed: {', '.join(PRECISIONS)}")
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return torch.bfloat16 if self.mode == "bf16" else None
+
+    def configure(self) -> None:
+        """Process-wide TF32 switches (they only affect CUDA kernels)."""
+        fp32_precision = "ieee" if self.mode == "fp32" else "tf32"
+        torch.backends.cuda.matmul.fp32_precision = fp32_precision
+        torch.backends.cudnn.conv.fp32_precision = fp32_precision
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The region in which network forward passes run at the training precision."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
