@@ -22,12 +22,17 @@ log = logging.getLogger("faceres")
 
 @contextlib.contextmanager
 def _maybe_tracked(
-    config: Config, stage: str, track: bool, run_name: str | None = None, extra_params: dict | None = None
+    config: Config,
+    stage: str,
+    track: bool,
+    run_name: str | None = None,
+    extra_params: dict | None = None,
+    logged_config: Config | None = None,
 ) -> Iterator:
     if not track:
         yield None
         return
-    with stage_run(config, stage, run_name=run_name, extra_params=extra_params) as run:
+    with stage_run(config, stage, run_name=run_name, extra_params=extra_params, logged_config=logged_config) as run:
         yield run
 
 
@@ -116,7 +121,7 @@ def train(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: b
             vgg = load_vgg16_features()
         tracked = track and ctx.is_main
         with _maybe_tracked(
-            _arm_config(config, arm), "train", tracked, run_name=f"train-{arm_name}",
+            config, "train", tracked, run_name=f"train-{arm_name}", logged_config=_arm_config(config, arm),
             extra_params={"arm": arm_name, "world_size": ctx.world_size},
         ) as run:
             if run is not None:
@@ -159,7 +164,8 @@ def restore(config: Config, arm_name: str, model_dir: Path, degraded_root: Path,
         print(f"restore {arm_name}: not run ({summary['reason']})")
         return
     run_config, run_params = _method_run(config, arm_name)
-    with _maybe_tracked(run_config, "restore", track, run_name=f"restore-{arm_name}", extra_params=run_params) as run:
+    with _maybe_tracked(config, "restore", track, run_name=f"restore-{arm_name}", extra_params=run_params,
+                        logged_config=run_config) as run:
         generator = load_generator(model_dir / GENERATOR_FILE)
         start = time.perf_counter()
         count = 0
@@ -180,7 +186,8 @@ def evaluate(config: Config, method: str, tasks: list[str], data_dir: Path, degr
     from faceres.evaluate_stage import evaluate_method, flat_metrics
 
     run_config, run_params = _method_run(config, method)
-    with _maybe_tracked(run_config, "evaluate", track, run_name=f"evaluate-{method}", extra_params=run_params) as run:
+    with _maybe_tracked(config, "evaluate", track, run_name=f"evaluate-{method}", extra_params=run_params,
+                        logged_config=run_config) as run:
         if run is not None:
             run.set_tags({"method": method, "tasks": ",".join(tasks), **({"arm": method} if "arm" in run_params else {})})
         start = time.perf_counter()

@@ -12,6 +12,7 @@ not a traceback (or minutes of retries) in the middle of a run.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import subprocess
@@ -120,6 +121,13 @@ class StageRun:
         self._mlflow.set_tags({k: str(v) for k, v in tags.items()})
 
 
+def config_digest(config: Config) -> str:
+    """12 hex digits of sha256 over every effective parameter: the `params_sha` tag that groups the runs one
+    configuration produced (a plain `dvc repro` has no experiment name to group by)."""
+    flat = json.dumps(to_flat_dict(config), sort_keys=True, default=str)
+    return hashlib.sha256(flat.encode()).hexdigest()[:12]
+
+
 def _param_value(value: Any) -> str:
     text = json.dumps(list(value)) if isinstance(value, (list, tuple)) else str(value)
     return text[:_MAX_PARAM_LENGTH]
@@ -144,10 +152,16 @@ def _experiment_id(mlflow_module: Any, name: str, uri: str) -> str:
 
 @contextlib.contextmanager
 def stage_run(
-    config: Config, stage: str, run_name: str | None = None, extra_params: dict | None = None
+    config: Config,
+    stage: str,
+    run_name: str | None = None,
+    extra_params: dict | None = None,
+    logged_config: Config | None = None,
 ) -> Iterator[StageRun]:
     """An MLflow run for one stage execution: all effective params (flat, named as in params.yaml), tags
-    (stage, git commit, profile, DVC experiment), closed as FAILED if the stage raises."""
+    (stage, git commit, profile, DVC experiment, the pipeline configuration's digest), closed as FAILED if the
+    stage raises. `logged_config` (default: `config`) is what the params show: an arm's runs log the arm's
+    skips/alpha/aug, while their `params_sha` stays the pipeline's."""
     uri = tracking_uri(config)
     check_reachable(uri)
     if uri.startswith("sqlite:///"):
@@ -169,9 +183,12 @@ def stage_run(
         "data_source": config.data.source,
         "dvc_experiment": os.environ.get("DVC_EXP_NAME", ""),
         "dvc_baseline": os.environ.get("DVC_EXP_BASELINE_REV", ""),
+        "dvc_stage": os.environ.get("DVC_STAGE", ""),
+        "params_sha": config_digest(config),
     }
-    params = {k: v for k, v in to_flat_dict(config).items() if not k.startswith("profiles.")}
-    params.update({f"scale.{k}": v for k, v in to_flat_dict(config.scale).items()})
+    logged_config = logged_config or config
+    params = {k: v for k, v in to_flat_dict(logged_config).items() if not k.startswith("profiles.")}
+    params.update({f"scale.{k}": v for k, v in to_flat_dict(logged_config.scale).items()})
     params.update(extra_params or {})
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name or stage, tags=tags) as run:
         tracked = StageRun(mlflow, run)

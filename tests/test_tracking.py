@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import socket
 import threading
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from faceres.errors import TrackingError
-from faceres.tracking import check_reachable, project_root, stage_run, tracking_uri
+from faceres.tracking import check_reachable, config_digest, project_root, stage_run, tracking_uri
 from tests.conftest import small_config
 
 
@@ -65,6 +66,32 @@ def test_stage_run_logs_params_tags_metrics_and_artifacts(project):
     assert logged.data.metrics == {"images": 12.0, "seconds": 0.5}
     assert [a.path for a in client.list_artifacts(run_id)] == ["manifest.csv"]
     assert (project / "mlruns" / "artifacts").is_dir(), "artifacts stay beside the local store"
+
+
+def test_runs_of_one_configuration_share_a_params_sha_tag_and_any_change_splits_them(project, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("DVC_STAGE", "evaluate@skips0")
+    configs = [small_config(), small_config(), small_config(alpha=0.3), small_config(alpha=0.3)]
+    run_ids = []
+    for config in configs:
+        with stage_run(config, "evaluate") as run:
+            run_ids.append(run.run_id)
+    # an arm's run of the first configuration: its own skips in the params, the pipeline's digest in the tag
+    with stage_run(configs[0], "evaluate", logged_config=dataclasses.replace(configs[0], skips=0)) as run:
+        arm_run = run.run_id
+    client = MlflowClient(tracking_uri(configs[0]))
+    tags = [client.get_run(run_id).data.tags for run_id in run_ids]
+    shas = [t["params_sha"] for t in tags]
+    assert shas[0] == shas[1] and shas[2] == shas[3] and shas[0] != shas[2]
+    arm = client.get_run(arm_run).data
+    assert arm.params["skips"] == "0" and client.get_run(run_ids[0]).data.params["skips"] == "2"
+    assert arm.tags["params_sha"] == shas[0]
+    assert shas[0] == config_digest(configs[0]) and len(shas[0]) == 12
+    assert {t["dvc_stage"] for t in tags} == {"evaluate@skips0"}
+    found = client.search_runs([client.get_run(run_ids[0]).info.experiment_id],
+                               filter_string=f"tags.params_sha = '{shas[2]}'")
+    assert sorted(r.info.run_id for r in found) == sorted(run_ids[2:])
 
 
 def test_a_failing_stage_marks_its_run_failed(project):
