@@ -30,9 +30,11 @@ browser:
 	fi
 
 # pytest exits 5 when it collects no tests: that fails here, as any non-zero status does.
-# Two workers (pytest-xdist): the DVC experiment tests (one group, mostly single-threaded stage processes) run
-# beside the rest of the suite. PYTEST_ARGS replaces that, e.g. make test PYTEST_ARGS="-k metrics".
-PYTEST_ARGS ?= -n 2 --dist loadgroup
+# Two workers (pytest-xdist): the DVC experiment tests (one module, mostly single-threaded stage processes) run
+# beside the rest of the suite. --dist loadfile keeps a module on one worker, so its fixture repository is built
+# once; loadgroup's xdist_group marks are silently ignored under pytest 9.2 (pytest-xdist issue #1386), which
+# built that repository on both workers (+5 min). PYTEST_ARGS replaces this, e.g. make test PYTEST_ARGS="-k metrics".
+PYTEST_ARGS ?= -n 2 --dist loadfile
 test: setup browser
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest $(PYTEST_ARGS)
 

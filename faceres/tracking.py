@@ -151,6 +151,22 @@ def _experiment_id(mlflow_module: Any, name: str, uri: str) -> str:
 
 
 @contextlib.contextmanager
+def _current_store(mlflow_module: Any, uri: str) -> Iterator[None]:
+    """Point MLflow at `uri` for one run. mlflow.set_tracking_uri also writes $MLFLOW_TRACKING_URI, which would
+    outlive the run and, read by tracking_uri() next time, send a later run of another project (same process,
+    or a child it spawns) into this store; the variable is put back afterwards."""
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow_module.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+@contextlib.contextmanager
 def stage_run(
     config: Config,
     stage: str,
@@ -169,28 +185,28 @@ def stage_run(
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow  # imported late: ~2 s, and only stages that track need it
 
-    mlflow.set_tracking_uri(uri)
-    try:
-        experiment_id = _experiment_id(mlflow, config.tracking.experiment, uri)
-    except TrackingError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any store failure becomes one line for the user
-        raise TrackingError(f"MLflow store {uri}: cannot open experiment {config.tracking.experiment!r} ({exc})")
-    tags = {
-        "stage": stage,
-        "git_commit": git_commit(),
-        "profile": config.profile,
-        "data_source": config.data.source,
-        "dvc_experiment": os.environ.get("DVC_EXP_NAME", ""),
-        "dvc_baseline": os.environ.get("DVC_EXP_BASELINE_REV", ""),
-        "dvc_stage": os.environ.get("DVC_STAGE", ""),
-        "params_sha": config_digest(config),
-    }
-    logged_config = logged_config or config
-    params = {k: v for k, v in to_flat_dict(logged_config).items() if not k.startswith("profiles.")}
-    params.update({f"scale.{k}": v for k, v in to_flat_dict(logged_config.scale).items()})
-    params.update(extra_params or {})
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name or stage, tags=tags) as run:
-        tracked = StageRun(mlflow, run)
-        tracked.log_params(params)
-        yield tracked
+    with _current_store(mlflow, uri):
+        try:
+            experiment_id = _experiment_id(mlflow, config.tracking.experiment, uri)
+        except TrackingError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any store failure becomes one line for the user
+            raise TrackingError(f"MLflow store {uri}: cannot open experiment {config.tracking.experiment!r} ({exc})")
+        tags = {
+            "stage": stage,
+            "git_commit": git_commit(),
+            "profile": config.profile,
+            "data_source": config.data.source,
+            "dvc_experiment": os.environ.get("DVC_EXP_NAME", ""),
+            "dvc_baseline": os.environ.get("DVC_EXP_BASELINE_REV", ""),
+            "dvc_stage": os.environ.get("DVC_STAGE", ""),
+            "params_sha": config_digest(config),
+        }
+        logged_config = logged_config or config
+        params = {k: v for k, v in to_flat_dict(logged_config).items() if not k.startswith("profiles.")}
+        params.update({f"scale.{k}": v for k, v in to_flat_dict(logged_config.scale).items()})
+        params.update(extra_params or {})
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name or stage, tags=tags) as run:
+            tracked = StageRun(mlflow, run)
+            tracked.log_params(params)
+            yield tracked

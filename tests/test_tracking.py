@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import http.server
+import os
 import socket
 import threading
 import time
@@ -92,6 +93,23 @@ def test_runs_of_one_configuration_share_a_params_sha_tag_and_any_change_splits_
     found = client.search_runs([client.get_run(run_ids[0]).info.experiment_id],
                                filter_string=f"tags.params_sha = '{shas[2]}'")
     assert sorted(r.info.run_id for r in found) == sorted(run_ids[2:])
+
+
+def test_a_run_leaves_no_tracking_uri_behind_so_the_next_project_logs_to_its_own_store(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "dvc.yaml").write_text("stages: {}\n")
+        monkeypatch.chdir(tmp_path / name)
+        with stage_run(small_config(), "prepare", run_name=f"prepare-{name}"):
+            pass
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # mlflow.set_tracking_uri writes it; stage_run puts it back
+    for name in ("a", "b"):
+        client = MlflowClient(f"sqlite:///{tmp_path / name / 'mlruns' / 'mlflow.db'}")
+        experiment = client.get_experiment_by_name("faceres")
+        assert [r.info.run_name for r in client.search_runs([experiment.experiment_id])] == [f"prepare-{name}"]
 
 
 def test_a_failing_stage_marks_its_run_failed(project):

@@ -5,8 +5,9 @@
 - ``bf16``: TF32 as above, and the networks' forward passes (generator, discriminator, VGG16 of the perceptual
   loss) run under bfloat16 autocast.
 
-Why bf16 and not fp16: bfloat16 keeps float32's exponent range, so no loss scaling is needed and the R1
-gradient penalty cannot overflow (stylegan2-ada-pytorch clamps its fp16 convolutions for that reason). What
+Why bf16 and not fp16: bfloat16 keeps float32's exponent range, so no loss scaling is needed and neither
+activations nor the R1 gradient penalty can overflow (stylegan2-ada-pytorch clamps its fp16 layers' outputs
+for that reason). What
 stays float32 in every mode: the weights, Adam's moments and the EMA generator (autocast casts copies, never
 the parameters); the online degradation (`apply_bfr_tensor` opts out of autocast: blur kernels, JPEG tables);
 network outputs before any loss (cast back with `.float()`); the minibatch standard deviation, the
