@@ -33,8 +33,10 @@ browser:
 # Two workers (pytest-xdist): the DVC experiment tests (one module, mostly single-threaded stage processes) run
 # beside the rest of the suite. --dist loadfile keeps a module on one worker, so its fixture repository is built
 # once; loadgroup's xdist_group marks are silently ignored under pytest 9.2 (pytest-xdist issue #1386), which
-# built that repository on both workers (+5 min). PYTEST_ARGS replaces this, e.g. make test PYTEST_ARGS="-k metrics".
-PYTEST_ARGS ?= -n 2 --dist loadfile
+# built that repository on both workers (+5 min). --no-loadscope-reorder keeps tests/conftest.py's order, which
+# puts that module first (xdist would otherwise start files with many tests first and that one near the end).
+# PYTEST_ARGS replaces this, e.g. make test PYTEST_ARGS="-k metrics".
+PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder
 test: setup browser
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -42,3 +42,9 @@ def celeba() -> Path:
     if not (CELEBA / "images").is_dir():
         pytest.skip(f"{CELEBA} not present (the shared CelebA sample sits beside the repo)")
     return CELEBA
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest module first: under `make test` (pytest-xdist, --dist loadfile, 2 workers) the DVC experiment
+    module, ~10 min on one worker, starts at once while the other worker takes every other file."""
+    items.sort(key=lambda item: item.path.name != "test_experiments.py")  # stable: the rest keep their order
