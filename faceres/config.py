@@ -29,9 +29,9 @@ PARAMS_FILE = "params.yaml"
 TASKS = ("bfr", "sr8", "sr16")
 SPLITS = ("train", "test")
 MAX_SKIPS = 6  # paper: skip nodes at 8, 16, 32, 64, 128, 256 px for 512 px images
-REFERENCE_RESOLUTION = 512
+REFERENCE_RESOLUTION = 512  # the resolution at which the paper's degradation ranges are defined
 PrecisionMode = Literal["fp32", "tf32", "bf16"]  # training precision (faceres/train/precision.py)
-ARM_NAME = re.compile(r"[a-z0-9_]+")  # arm names become DVC stage keys and param paths: no dots  # the resolution at which the paper's degradation ranges are defined
+ARM_NAME = re.compile(r"[a-z0-9_]+")  # arm names become DVC stage keys and param paths: no dots
 
 
 def _check(predicate: Callable[[Any], bool], allowed: str) -> dict:

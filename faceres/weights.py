@@ -764,10 +764,17 @@ def weights_report() -> list[dict]:
 
 def cached_weights_path(name: str) -> Path:
     """The verified cached file of network ``name`` (no fetching)."""
+    return _verified_file(name)[0]
+
+
+def _verified_file(name: str) -> tuple[Path, str]:
+    """The verified cached file of network ``name`` and its sha256, which the manifest check just confirmed
+    (a network's cache key for the feature and FID-statistics caches, without hashing the file again)."""
     if name not in SPECS:
         raise WeightsError(f"unknown network {name!r}; allowed: {', '.join(NETWORKS)}")
     directory = weights_dir()
-    return _verified_entry(name, directory, _read_manifest(directory))
+    entries = _read_manifest(directory)
+    return _verified_entry(name, directory, entries), entries[name]["sha256"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -815,9 +822,12 @@ def load_fid_inception():  # -> pytorch_fid.inception.InceptionV3
     ``u/128 - 1``; pytorch-fid's ``2u/255 - 1`` differs by < 0.8 % of the range, the accepted pytorch-fid
     convention.)
     """
+    path, digest = _verified_file("inception")
     model = _fid_inception_v3_module(_fid_inception3_structure())
-    _assign_state(model, _load_cached_state("inception"), "FID Inception")
-    return _frozen(model)
+    _assign_state(model, _load_torch_state(path), "FID Inception")
+    model = _frozen(model)
+    model.cache_key = f"fid-inception:{digest[:16]}"  # read by faceres.metrics.fid.network_key
+    return model
 
 
 class IdentityEmbedder:
@@ -869,9 +879,6 @@ class IdentityEmbedder:
 
 def load_identity_embedder() -> IdentityEmbedder:
     """The dlib identity embedder (recognition ResNet + 5-point landmarks) from the cache."""
-    directory = weights_dir()
-    entries = _read_manifest(directory)
-    files = [_verified_entry(name, directory, entries) for name in ("dlib_face", "dlib_landmarks")]
-    # The manifest's sha256 of both files, just verified: the key of the ground-truth feature cache.
-    key = "dlib-identity:" + ":".join(entries[name]["sha256"][:16] for name in ("dlib_face", "dlib_landmarks"))
+    files, digests = zip(*(_verified_file(name) for name in ("dlib_face", "dlib_landmarks")))
+    key = "dlib-identity:" + ":".join(digest[:16] for digest in digests)  # the ground-truth feature cache's
     return IdentityEmbedder(*files, cache_key=key)

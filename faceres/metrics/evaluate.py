@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from faceres.errors import ConfigError, DataError
-from faceres.metrics.fid import GaussianStats, cached_features, frechet_distance, image_set_statistics, model_key
+from faceres.metrics.fid import GaussianStats, cached_features, frechet_distance, image_set_statistics, network_key
 from faceres.metrics.images import identity_embeddings, inception_activations, iterate_batches, pair_images, to_unit_tensor
 from faceres.metrics.manifold import ManifoldMetrics, validate_ks, precision_recall
 from faceres.metrics.perceptual import LPIPS_NETS, build_lpips, lpips_distance
@@ -245,7 +245,7 @@ def evaluate_folders(
         if "ipr_inception" in metrics:
             activations = {
                 "pred": inception_activations(pred_paths, inception, **loader),
-                "gt": cached_features(gt_paths, f"fid-inception:{model_key(inception)}",
+                "gt": cached_features(gt_paths, network_key(inception),
                                       lambda: inception_activations(gt_paths, inception, **loader), options.fid_cache_dir),
             }
         if "fid" in metrics:

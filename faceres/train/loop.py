@@ -43,7 +43,6 @@ from faceres.models import ModelConfig, build_models
 from faceres.paths import cache_root
 from faceres.train.augment import harden
 from faceres.train.checkpoint import atomic_save, fingerprint, load_checkpoint, sha256_file
-from faceres.train.precision import Precision
 from faceres.train.data import FaceImages, StepBatchSampler, StepPlan, seeded, step_degradations
 from faceres.train.distributed import (
     DistContext,
@@ -52,6 +51,7 @@ from faceres.train.distributed import (
     barrier,
     reduce_mean,
 )
+from faceres.train.precision import Precision
 
 GENERATOR_FILE = "generator.pt"
 CURVE_FILE = "curve.csv"

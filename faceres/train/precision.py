@@ -7,11 +7,10 @@
 
 Why bf16 and not fp16: bfloat16 keeps float32's exponent range, so no loss scaling is needed and neither
 activations nor the R1 gradient penalty can overflow (stylegan2-ada-pytorch clamps its fp16 layers' outputs
-for that reason). What
-stays float32 in every mode: the weights, Adam's moments and the EMA generator (autocast casts copies, never
-the parameters); the online degradation (`apply_bfr_tensor` opts out of autocast: blur kernels, JPEG tables);
-network outputs before any loss (cast back with `.float()`); the minibatch standard deviation, the
-demodulation coefficients, Gram matrices and every loss reduction. Restoration for evaluation always runs in
+for that reason). What stays float32 in every mode: the weights, Adam's moments and the EMA generator
+(autocast casts copies, never the parameters); the online degradation (`apply_bfr_tensor` opts out of
+autocast: blur kernels, JPEG tables); network outputs before any loss (cast back with `.float()`); the
+minibatch standard deviation, the demodulation coefficients, Gram matrices and every loss reduction. Restoration for evaluation always runs in
 float32, so reported metrics do not depend on the training precision beyond the trained weights.
 
 On a CPU, bf16 autocast is supported but only fast with AVX-512 BF16 / AMX; the cpu profile uses fp32.
@@ -21,23 +20,16 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import get_args
 
 import torch
 
 from faceres.config import PrecisionMode
 
-PRECISIONS: tuple[str, ...] = get_args(PrecisionMode)
-
 
 @dataclass(frozen=True)
 class Precision:
-    mode: PrecisionMode
+    mode: PrecisionMode  # validated with the rest of the config (faceres/config.py)
     device: torch.device
-
-    def __post_init__(self) -> None:
-        if self.mode not in PRECISIONS:
-            raise ValueError(f"precision = {self.mode!r}: allowed: {', '.join(PRECISIONS)}")
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
