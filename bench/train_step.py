@@ -5,13 +5,13 @@ current generator), the online degradation, a generator step (L1 + VGG16 feature
 a discriminator step (lazy R1) and the EMA update, as `faceres train` runs it: params.yaml's main arm, the
 process settings of train_arm (configure_process). Figures, per configuration:
 
-1. images/s at the cpu profile (64 px, its width and batch) and at 512 px, width 1.0, batch 2, on the CPU;
+1. images/s at the cpu profile (64 px, its width and batch) and at 512 px, width 1.0, batch 4, on the CPU;
 2. the step's FLOPs (torch.utils.flop_counter.FlopCounterMode around one step: convolutions and matmuls,
    forward and backward; elementwise ops and FFTs are not counted) and the achieved FLOP/s;
 3. the peer, measured in the same process: a dense float32 conv2d forward + backward (N=8, 256->256, 3x3,
    64x64), FLOP/s;
 4. achieved / peer (target at the cpu profile: >= 40%), per wall second and per CPU second;
-5. with a CUDA GPU: images/s at 512 px, width 1.0, batch 32 per GPU, at the paper profile's precision
+5. with a CUDA GPU: images/s at 512 px, width 1.0, batch 32 on one GPU, at the paper profile's precision
    (`precision: bf16`: the networks under bf16 autocast, TF32 matmuls; faceres/train/precision.py) with and
    without channels_last, and in plain fp32, against a bf16 conv peer; the card's name is printed.
 
@@ -28,6 +28,7 @@ the figures of one run.
 
     .venv/bin/python bench/train_step.py [--threads N] [--repeats 3] [--skip-512] [--skip-gpu]
                                          [--wait-policy both|unset|passive] [--breakdown] [--profile-ops]
+                                         [--baseline REV [--rounds 2]]
 """
 
 from __future__ import annotations
@@ -86,17 +87,14 @@ def build_trainer(overrides: dict, data_dir: Path, device):
 
 def representative_step(trainer) -> int:
     """The first step > 0 without R1 whose augmentation selects the configured share of the batch."""
-    import torch
-
-    from faceres.train.data import seeded
+    from faceres.train.augment import selected_images
 
     config, positions = trainer.config, trainer.positions
     want = round(config.train.augment.prob * len(positions)) if trainer.arm.aug else 0
     for step in range(1, 200):
         if trainer.r1.applies_at(step):
             continue
-        draws = [float(torch.rand(1, generator=seeded("augment", config.seed, step, p))) for p in positions]
-        if not trainer.arm.aug or sum(d < config.train.augment.prob for d in draws) == want:
+        if not trainer.arm.aug or len(selected_images(config.train.augment, config.seed, step, positions)) == want:
             return step
     return 1
 
@@ -134,12 +132,26 @@ def time_step(trainer, images, step: int, repeats: int) -> dict:
 
 
 def count_flops(trainer, images, step: int) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
+    """FLOPs of one train_step, by torch.utils.flop_counter's per-op formulas (convolutions, matmuls, forward and
+    backward). A plain dispatch mode: FlopCounterMode's module hooks refuse the augmentation's autograd.grad."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import flop_registry
+
+    class Counter(TorchDispatchMode):
+        total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            formula = flop_registry.get(func._overloadpacket)
+            if formula is not None:
+                self.total += formula(*args, **kwargs, out_val=out)
+            return out
 
     trainer.step = step
-    with FlopCounterMode(display=False) as counter:
+    with Counter() as counter:
         trainer.train_step(images)
-    return counter.get_total_flops()
+    return counter.total
 
 
 def conv_peer(repeats: int, device, dtype=None) -> dict:
@@ -398,10 +410,10 @@ def child(args) -> None:
         results["cpu"] = measure("cpu profile (64 px)", cpu_profile, tmp / "cpu", args, args.repeats, peer,
                                  torch.device("cpu"))
         if not args.skip_512:
-            large = {"profiles.cpu.resolution": 512, "profiles.cpu.width": 1.0, "profiles.cpu.batch": 2,
+            large = {"profiles.cpu.resolution": 512, "profiles.cpu.width": 1.0, "profiles.cpu.batch": 4,
                      "profiles.cpu.identities": 3, "profiles.cpu.images_per_identity": 2,
                      "data.test_fraction": 0.34}
-            results["512"] = measure("512 px, width 1.0, batch 2", large, tmp / "512", args,
+            results["512"] = measure("512 px, width 1.0, batch 4", large, tmp / "512", args,
                                      max(1, args.repeats // 3), peer, torch.device("cpu"))
         if torch.cuda.is_available() and not args.skip_gpu:
             cuda = torch.device("cuda")
@@ -428,19 +440,20 @@ def child(args) -> None:
 # Driver: one child process per OpenMP wait policy
 
 
-def run_child(args, policy: str | None) -> dict | None:
+def run_child(args, policy: str | None, repo: Path = REPO) -> dict | None:
+    """One measuring process of the code in `repo` (this checkout, or a worktree of --baseline)."""
     env = dict(os.environ)
     if policy is None:
         env.pop("OMP_WAIT_POLICY", None)
     else:
         env["OMP_WAIT_POLICY"] = policy
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    env["PYTHONPATH"] = os.pathsep.join([str(repo), *filter(None, [env.get("PYTHONPATH")])])
     argv = ["--child", "--repeats", str(args.repeats)]
     argv += ["--threads", str(args.threads)] if args.threads else []
     for flag in ("skip_512", "skip_gpu", "breakdown", "profile_ops"):
         argv += [f"--{flag.replace('_', '-')}"] if getattr(args, flag) else []
-    process = subprocess.Popen([sys.executable, __file__, *argv], env=env, stdout=subprocess.PIPE, text=True,
-                               cwd=REPO)
+    process = subprocess.Popen([sys.executable, str(repo / "bench" / "train_step.py"), *argv], env=env,
+                               stdout=subprocess.PIPE, text=True, cwd=repo)
     result = None
     for line in process.stdout:
         if line.startswith(RESULT_PREFIX):
@@ -450,6 +463,35 @@ def run_child(args, policy: str | None) -> dict | None:
     if process.wait() != 0:
         print(f"(the run with OMP_WAIT_POLICY {policy or 'unset'} failed: exit {process.returncode})")
     return result
+
+
+def compare_with_baseline(args) -> None:
+    """This checkout against commit `args.baseline`, alternated in fresh processes (PASSIVE wait policy)."""
+    import statistics
+
+    worktree = Path(tempfile.mkdtemp(prefix="faceres-baseline-"))
+    subprocess.run(["git", "worktree", "add", "--detach", str(worktree), args.baseline], cwd=REPO, check=True,
+                   capture_output=True)
+    try:
+        ratios, rows = [], []
+        for round_ in range(args.rounds):
+            figures = {}
+            for label, repo in (("baseline " + args.baseline, worktree), ("this checkout", REPO)):
+                print(f"== round {round_ + 1}: {label}", flush=True)
+                result = run_child(args, "PASSIVE", repo)
+                figures[label] = result["cpu"] if result else None
+            base, new = figures.values()
+            if base and new:
+                ratios.append(new["images_per_s"] / base["images_per_s"])
+                rows.append((base["images_per_s"], new["images_per_s"], new.get("ratio")))
+        for base, new, peer in rows:
+            print(f"cpu profile: {args.baseline} {base:.2f} img/s, this checkout {new:.2f} img/s = "
+                  f"{new / base:.2f}x" + (f" ({100 * peer:.0f}% of the conv peer)" if peer else ""))
+        if ratios:
+            print(f"cpu profile images/s, this checkout / {args.baseline}: median {statistics.median(ratios):.2f}x "
+                  f"over {len(ratios)} alternations")
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=REPO, capture_output=True)
 
 
 def main() -> None:
@@ -462,10 +504,17 @@ def main() -> None:
     parser.add_argument("--profile-ops", action="store_true", help="torch.profiler table of the top ops")
     parser.add_argument("--wait-policy", choices=("both", "unset", "passive"), default="both",
                         help="OMP_WAIT_POLICY of the measuring process(es)")
+    parser.add_argument("--baseline", metavar="REV", default=None,
+                        help="also measure commit REV (a temporary git worktree, this venv), alternating with this "
+                             "checkout, and print the cpu-profile images/s ratio; e.g. --baseline 7200751")
+    parser.add_argument("--rounds", type=int, default=2, help="with --baseline: alternations (median ratio)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
+        return
+    if args.baseline:
+        compare_with_baseline(args)
         return
     print(f"faceres training step, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
           f"best of {args.repeats} steps at one fixed step index; peer = dense conv in the same process")

@@ -57,6 +57,10 @@ def _cmd_config(args: argparse.Namespace) -> None:
     config = config_from_args(args)
     flat = {k: v for k, v in to_flat_dict(config).items() if not k.startswith("profiles.")}
     flat.update({f"scale.{k}": v for k, v in to_flat_dict(config.scale).items()})
+    processes = max(config.scale.gpus, 1)
+    # `batch` is the global batch: each of the gpus training processes takes an equal share
+    flat.update({"scale.global_batch": config.scale.batch, "scale.processes": processes,
+                 "scale.batch_per_process": config.scale.batch // processes, "scale.device": config.scale.device_type})
     print(json.dumps(flat, indent=2, default=list))
 
 
@@ -76,9 +80,12 @@ def _cmd_degrade(args: argparse.Namespace) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> None:
     from faceres import runs
-    from faceres.train.launch import relaunch_under_torchrun
+    from faceres.train.launch import relaunch_under_torchrun, under_torchrun
 
     config = config_from_args(args)
+    if not under_torchrun() and runs.train_reusing(config, args.arm, Path(args.data), Path(args.out),
+                                                   track=not args.no_track) is not None:
+        return  # trained here (CPU), or trained before by another job or node: copied, nothing launched
     forwarded = ["train", args.arm, "--params", args.params, "--data", args.data, "--out", args.out]
     forwarded += [f"-S{o}" for o in args.overrides] + (["--no-track"] if args.no_track else [])
     if relaunch_under_torchrun(config, forwarded):

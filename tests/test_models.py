@@ -351,9 +351,11 @@ def test_noise_modes():
     assert torch.equal(generator(x, noise_mode="const"), const)
     assert torch.equal(generator(x, noise_mode="none"), none)
     assert not torch.allclose(const, none, atol=1e-3)
-    seeded = [generator(x, noise_mode="random", generator=torch.Generator().manual_seed(s)) for s in (1, 1, 2)]
-    assert torch.equal(seeded[0], seeded[1])
-    assert not torch.allclose(seeded[0], seeded[2], atol=1e-3)
+    keyed = [generator(x, noise_mode="random", noise_keys=torch.tensor([s, 5])) for s in (1, 1, 2)]
+    assert torch.equal(keyed[0], keyed[1])
+    assert not torch.allclose(keyed[0][0], keyed[2][0], atol=1e-3)
+    torch.testing.assert_close(keyed[0][1], keyed[2][1])  # a sample's noise is its key's, whatever the batch
+    torch.testing.assert_close(generator(x[1:], noise_mode="random", noise_keys=torch.tensor([5])), keyed[0][1:])
     # Without a generator the module's own stream advances, and re-seeding replays it.
     generator.seed_noise(7)
     first, second = generator(x), generator(x)

@@ -12,6 +12,7 @@ import torch
 from faceres.arms import find_arm
 from faceres.data.prepare import prepare_dataset
 from faceres.degrade.pipeline import apply_bfr_tensor
+from faceres import streams
 from faceres.degrade.sampling import sample_online
 from faceres.models.layers import EqualizedConv2d, EqualizedLinear
 from faceres.train.data import FaceImages, seeded
@@ -64,7 +65,7 @@ def test_bf16_runs_the_networks_in_bfloat16_and_keeps_weights_and_optimizer_stat
     dtypes = _layer_output_dtypes(trainer)
     logs = trainer.train_step(images)
     assert dtypes == {expected}
-    assert all(torch.isfinite(torch.tensor(v)) for v in logs.values()), logs
+    assert all(torch.isfinite(torch.as_tensor(v)) for v in logs.values()), logs
     assert {"g_l1", "g_adversarial", "d_loss", "d_r1", "aug_l1_gain"} <= set(logs)
     for network in (trainer.G, trainer.D, trainer.G_ema):
         assert {p.dtype for p in network.parameters()} == {torch.float32}
@@ -90,7 +91,7 @@ def test_a_bf16_steps_gradients_differ_from_float32_far_less_than_two_minibatche
     _, grads_other = step("fp32", [4, 5, 6, 7])
     # bfloat16 keeps 8 significant bits (relative rounding 2^-9 = 0.2%); a few layers of it stay within ~1%.
     for key in ("g_l1", "g_adversarial", "d_loss", "d_real"):
-        assert logs16[key] == pytest.approx(logs32[key], rel=0.02, abs=1e-3), key
+        assert float(logs16[key]) == pytest.approx(float(logs32[key]), rel=0.02, abs=1e-3), key
     for name in ("G", "D"):
         rounding = 1 - float(torch.nn.functional.cosine_similarity(grads16[name], grads32[name], dim=0))
         minibatch = 1 - float(torch.nn.functional.cosine_similarity(grads_other[name], grads32[name], dim=0))
@@ -106,7 +107,7 @@ def test_the_degradation_runs_in_float32_inside_a_bf16_autocast_region():
     config = small_config(**TINY)
     bfr = config.degrade.bfr.at_resolution(64)
     images = torch.rand(4, 3, 64, 64, generator=seeded("images", 0))
-    params = sample_online(bfr, 4, seeded("params", 0), (64, 64))
+    params = sample_online(bfr, streams.keys_for(0, torch.arange(4)), (64, 64))
     reference = apply_bfr_tensor(images, params)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         inside = apply_bfr_tensor(images, params)
@@ -139,7 +140,7 @@ def test_channels_last_changes_the_layout_not_the_step(data):
     (logs_a, weights_a, layout_a), (logs_b, weights_b, layout_b) = results[False], results[True]
     assert layout_a == {False} and layout_b == {True}
     for key in logs_a:
-        assert logs_b[key] == pytest.approx(logs_a[key], rel=1e-4, abs=1e-6), key
+        assert float(logs_b[key]) == pytest.approx(float(logs_a[key]), rel=1e-4, abs=1e-6), key
     # Adam with beta1 = 0 steps by ~lr whatever the gradient's size: a float32 rounding difference in a
     # near-zero gradient can flip a step; all but a tiny share of weights agree.
     assert float(((weights_a - weights_b).abs() > 1e-5).float().mean()) < 0.01

@@ -1,4 +1,4 @@
-"""Training: a kill -9'd run resumes to the same weights; 2 CPU processes (gloo) = 1 process with twice the batch;
+"""Training: a kill -9'd run resumes to the same weights; 2 CPU processes (gloo) sharing a global batch = 1 process;
 a short run on real faces lowers the held-out L1 below the degraded input's."""
 
 from __future__ import annotations
@@ -95,15 +95,15 @@ def test_kill_minus_nine_then_rerun_gives_the_weights_of_an_uninterrupted_run(ti
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_match_one_process_with_twice_the_batch(tiny_data, tmp_path):
-    # Two steps with every part on: adversarial augmentation, D step, R1 at step 0, EMA.
+def test_two_gloo_processes_sharing_the_global_batch_match_one_process(tiny_data, tmp_path):
+    # Two steps with every part on: adversarial augmentation, D step, R1 at step 0, EMA. `batch` is global: 8 = 4 + 4.
     two_steps = [*TINY, "profiles.cpu.epochs=2"]
     single = tmp_path / "single"
     subprocess.run(_train_cmd(tiny_data, single, _small(two_steps)), env=_env(tmp_path / "c1"), check=True,
                    capture_output=True, timeout=600)
     ddp = tmp_path / "ddp"
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
-    result = subprocess.run(_train_cmd(tiny_data, ddp, _small([*two_steps, "profiles.cpu.batch=4"]), launcher),
+    result = subprocess.run(_train_cmd(tiny_data, ddp, _small(two_steps), launcher),
                             env=_env(tmp_path / "c2"), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     one, two = _generator_state(single), _generator_state(ddp)
@@ -149,7 +149,7 @@ def test_a_short_run_on_celeba_restores_held_out_faces_clearly_better_than_their
     trainer = Trainer(config, find_arm(config, "main"), train_set, None, ctx)
 
     gt = torch.stack([test_set[i][1] for i in range(len(test_set))]).float() / 255
-    degraded = apply_bfr_tensor(gt, step_degradations(trainer.bfr, 1234, -2, list(range(len(gt))), (64, 64)))
+    degraded = apply_bfr_tensor(gt, step_degradations(trainer.bfr, 1234, -2, torch.arange(len(gt)), (64, 64)))
     degraded_l1 = float((degraded - gt).abs().mean())
     order = torch.Generator().manual_seed(0)
     for _ in range(160):

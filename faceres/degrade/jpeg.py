@@ -20,6 +20,7 @@ coefficients for the soft round of Shin & Song (2017), round(z) + (z - round(z))
 from __future__ import annotations
 
 import io
+import math
 from typing import Literal, Sequence
 
 import numpy as np
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from faceres.degrade.ops import to_uint8
+from faceres.degrade.ops import device_constant, replicate_beyond, to_uint8
 from faceres.errors import ConfigError
 
 JpegMode = Literal["real", "diff"]
@@ -141,25 +142,33 @@ def quant_tables(quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     scale = torch.where(q < 50.0, 5000.0 / q, 200.0 - 2.0 * q)[:, None, None]
     tables = []
     for base in (LUMA_TABLE, CHROMA_TABLE):
-        base_t = torch.tensor(base, dtype=quality.dtype, device=quality.device)
+        base_t = device_constant(base, quality.dtype, quality.device)
         tables.append(_clamp_ste(_floor_ste((base_t * scale + 50.0) / 100.0), 1.0, 255.0))
     return tables[0], tables[1]
 
 
 def _dct_matrix(dtype, device) -> torch.Tensor:
-    n = torch.arange(8, dtype=torch.float64)
-    m = torch.cos((2 * n[None, :] + 1) * n[:, None] * torch.pi / 16) * 0.5
-    m[0] /= 2**0.5
-    return m.to(dtype=dtype, device=device)  # orthonormal DCT-II: coef = M @ block @ M^T
+    """The orthonormal 8x8 DCT-II matrix M (coef = M @ block @ M^T) on `device`."""
+    return device_constant(_DCT_VALUES, dtype, device)
+
+
+_DCT_VALUES = tuple(
+    tuple((0.5 / math.sqrt(2.0) if k == 0 else 0.5) * math.cos((2 * n + 1) * k * math.pi / 16) for n in range(8))
+    for k in range(8)
+)
 
 
 _RGB_TO_YCC = ((0.299, 0.587, 0.114), (-0.168735892, -0.331264108, 0.5), (0.5, -0.418687589, -0.081312411))
 _YCC_TO_RGB = ((1.0, 0.0, 1.402), (1.0, -0.344136286, -0.714136286), (1.0, 1.772, 0.0))
-_CHROMA_OFFSET = torch.tensor([0.0, 128.0, 128.0])[:, None, None]
+_CHROMA_OFFSET = ((0.0,), (128.0,), (128.0,))  # (3, 1, 1): Cb and Cr are stored offset by 128
+
+
+def _chroma_offset(x: torch.Tensor) -> torch.Tensor:
+    return device_constant(_CHROMA_OFFSET, x.dtype, x.device)[..., None]
 
 
 def _color(x: torch.Tensor, matrix) -> torch.Tensor:
-    m = torch.tensor(matrix, dtype=x.dtype, device=x.device)
+    m = device_constant(matrix, x.dtype, x.device)
     return torch.einsum("ij,bjhw->bihw", m, x)
 
 
@@ -177,18 +186,31 @@ def _per_block(table: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 def jpeg_diff(
-    images: torch.Tensor, quality: torch.Tensor | float | Sequence[float], rounding: Rounding = "ste"
+    images: torch.Tensor,
+    quality: torch.Tensor | float | Sequence[float],
+    rounding: Rounding = "ste",
+    extent: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Differentiable JPEG (4:2:0) of (B, 3, H, W) float images in [0, 1]; see the module docstring."""
+    """Differentiable JPEG (4:2:0) of (B, 3, H, W) float images in [0, 1]; see the module docstring.
+
+    `extent` = (heights, widths), (B,) int64 tensors: image b is the top-left heights[b] x widths[b] of its
+    canvas (H and W multiples of 16), coded as libjpeg codes an image of that size (edge replication to
+    whole blocks, chroma upsampled from its true extent); the output is valid inside the extent. Sizes that
+    differ per image then need no host synchronisation and no per-image loop.
+    """
     if rounding not in ("ste", "cubic"):
         raise ConfigError(f"jpeg rounding = {rounding!r}: allowed: ste, cubic")
     b, _, h, w = images.shape
     q = _qualities(quality, b, images.device, images.dtype)
-    # libjpeg replicates the last row/column to whole 16x16 MCUs before subsampling
-    ph, pw = -h % 16, -w % 16
-    x = F.pad(images, (0, pw, 0, ph), mode="replicate") if ph or pw else images
+    if extent is not None:
+        assert h % 16 == 0 and w % 16 == 0, "jpeg_diff: a canvas with an extent is whole 16x16 MCUs"
+        x = replicate_beyond(images, *extent)
+    else:
+        # libjpeg replicates the last row/column to whole 16x16 MCUs before subsampling
+        ph, pw = -h % 16, -w % 16
+        x = F.pad(images, (0, pw, 0, ph), mode="replicate") if ph or pw else images
     # encoder: 8-bit Y, Cb, Cr samples (Cb/Cr offset by 128), level-shifted by -128 for the DCT
-    ycc = _round_ste((_color(x * 255.0, _RGB_TO_YCC) + _CHROMA_OFFSET.to(x)).clamp(0.0, 255.0))
+    ycc = _round_ste((_color(x * 255.0, _RGB_TO_YCC) + _chroma_offset(x)).clamp(0.0, 255.0))
     luma = ycc[:, :1] - 128.0
     chroma = _round_ste(F.avg_pool2d(ycc[:, 1:], 2)) - 128.0
     dct = _dct_matrix(images.dtype, images.device)
@@ -202,8 +224,11 @@ def jpeg_diff(
         decoded.append(_round_ste((_blockwise(zq * steps, dct.T, dct) + 128.0).clamp(0.0, 255.0)))
     luma, chroma = decoded
     # libjpeg upsamples the chroma of the true (ceil(h/2), ceil(w/2)) extent, replicating its edge
-    ch, cw = (h + 1) // 2, (w + 1) // 2
-    chroma = F.interpolate(chroma[..., :ch, :cw], scale_factor=2.0, mode="bilinear", align_corners=False)
-    ycc = torch.cat([luma[..., :h, :w], chroma[..., :h, :w]], dim=1) - _CHROMA_OFFSET.to(luma)
+    if extent is not None:
+        chroma = replicate_beyond(chroma, (extent[0] + 1) // 2, (extent[1] + 1) // 2)
+    else:
+        chroma = chroma[..., : (h + 1) // 2, : (w + 1) // 2]
+    chroma = F.interpolate(chroma, scale_factor=2.0, mode="bilinear", align_corners=False)
+    ycc = torch.cat([luma[..., :h, :w], chroma[..., :h, :w]], dim=1) - _chroma_offset(luma)
     rgb = _color(ycc, _YCC_TO_RGB)
     return _round_ste(rgb.clamp(0.0, 255.0)) / 255.0

@@ -110,6 +110,19 @@ def _dft_tables(n: int, half: int, dtype: torch.dtype, device: torch.device) -> 
 _dft_tables_cached = lru_cache(maxsize=32)(_dft_tables)
 
 
+@lru_cache(maxsize=64)
+def device_constant(values: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A small constant table (nested tuples) as a tensor on `device`, made once: a fresh ``torch.tensor(...,
+    device=cuda)`` per call would be a blocking host-to-device copy in the training step."""
+    return torch.tensor(values, dtype=dtype, device=device)
+
+
+def clear_device_caches() -> None:
+    """Forget the per-device constants (tests that build them on fake devices call this afterwards)."""
+    device_constant.cache_clear()
+    _dft_tables_cached.cache_clear()
+
+
 def kernel_spectrum(kernels: torch.Tensor, nh: int, nw: int) -> torch.Tensor:
     """DFT (nh, nw) of centro-symmetric (B, k, k) kernels centred at the origin: real, (B, nh, nw).
 
@@ -127,7 +140,8 @@ def blur(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """Convolve each image of the batch with its own kernel; same size, reflect (BORDER_REFLECT_101) padding.
 
     images (B, C, H, W); kernels (B, k, k) or (k, k) for all, odd k, centro-symmetric (k[-a, -b] = k[a, b],
-    true of every Gaussian), so convolution = cv2.filter2D's correlation. Evaluated as an FFT convolution of
+    true of every Gaussian, unchecked here: a check would read the kernels back to the host every call;
+    tests/test_degrade.py checks gaussian_kernels), so convolution = cv2.filter2D's correlation. Evaluated as an FFT convolution of
     size N >= H + k - 1: with the image reflect-padded by k // 2 the circular wrap-around never reaches the
     kept window, so the result is the exact linear convolution. Channel pairs ride in one complex FFT (real
     and imaginary parts blur independently under a real spectrum); an odd last channel takes a real FFT.
@@ -140,8 +154,6 @@ def blur(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"blur kernels must be (B, k, k) with an odd k, got {tuple(kernels.shape)}")
     if kernels.shape[0] not in (1, b):
         raise ValueError(f"blur: {kernels.shape[0]} kernels for a batch of {b} images")
-    if not torch.equal(kernels.detach(), kernels.detach().flip(-2, -1)):
-        raise ValueError("blur: kernels must be centro-symmetric (k[-a, -b] == k[a, b])")
     pad = k // 2
     if pad >= min(h, w):
         raise DataError(f"blur: a {k}x{k} kernel needs images larger than {pad} px, got {h}x{w}")
@@ -286,6 +298,72 @@ def _resample_axis(x: torch.Tensor, dim: int, out_size: int, scale: torch.Tensor
     if dim == x.ndim - 1:
         return (gathered.unflatten(-1, (out_size, taps)) * weights).sum(-1)
     return (gathered.unflatten(dim, (out_size, taps)) * weights[:, :, None]).sum(dim + 1)
+
+
+def resample_matrices(
+    in_size: int,
+    out_size: int,
+    scale: torch.Tensor,
+    kind: ResizeKind,
+    in_extent: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-image dense resampling matrices (B, out_size, in_size) in float64 for (B,) scales on their device.
+
+    The filter of :func:`resample_weights` (and of :func:`resize`): row i samples around c_i = (i + 0.5) *
+    scale - 0.5 with the filter stretched by max(scale, 1), and is renormalized over the input pixels it
+    reaches. `in_extent` (B,) limits image b's input to its first in_extent[b] pixels (an image in the top-left
+    corner of a larger canvas); rows that reach no input pixel (canvas rows past the image) are zero. Sizes
+    stay host values and the scales device data, so a batch of differently scaled images is one batched
+    matmul with no host synchronisation, differentiable in the scales.
+    """
+    scale = scale.to(torch.float64).reshape(-1, 1, 1)
+    device = scale.device
+    centers = (torch.arange(out_size, dtype=torch.float64, device=device)[None, :, None] + 0.5) * scale - 0.5
+    taps = torch.arange(in_size, dtype=torch.float64, device=device)[None, None, :]
+    weights = _filter(kind, (taps - centers) / scale.clamp(min=1.0))
+    if in_extent is not None:
+        weights = torch.where(taps < in_extent.to(torch.float64).reshape(-1, 1, 1), weights, 0.0)
+    return weights / weights.sum(dim=-1, keepdim=True).clamp(min=1e-300)
+
+
+def resize_batched(
+    images: torch.Tensor,
+    size: tuple[int, int],
+    scale: torch.Tensor,
+    kind: ResizeKind = "bilinear",
+    extent: tuple[torch.Tensor, torch.Tensor] | None = None,
+    unchanged: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """:func:`resize` of (B, C, H, W) with one (B,) scale per image (input px per output px, on the images'
+    device, may require grad) onto a fixed (h, w) grid; `extent` = (heights, widths) (B,) of each image's
+    content in the top-left corner of its canvas (None: the whole image).
+
+    `unchanged` = (B,) bools per axis: images whose content keeps its size along that axis are copied, not
+    resampled, as torch's resize kernel (and so :func:`resize`) does whatever the scale when the sizes agree.
+    """
+    h_extent, w_extent = extent if extent is not None else (None, None)
+    matrices = []
+    for axis, (size_in, size_out, limit) in enumerate(
+        ((images.shape[-2], size[0], h_extent), (images.shape[-1], size[1], w_extent))
+    ):
+        weights = resample_matrices(size_in, size_out, scale, kind, limit)
+        if unchanged is not None:
+            copy = torch.eye(size_out, size_in, dtype=weights.dtype, device=weights.device)
+            weights = torch.where(unchanged[axis].reshape(-1, 1, 1), copy, weights)
+        matrices.append(weights.to(images.dtype))
+    rows, cols = matrices
+    return rows[:, None] @ images @ cols[:, None].transpose(-1, -2)
+
+
+def replicate_beyond(images: torch.Tensor, heights: torch.Tensor, widths: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) with rows >= heights[b] and columns >= widths[b] replaced by image b's last valid row and
+    column: edge replication of each image's top-left content, as libjpeg pads to whole blocks."""
+    b, c, h, w = images.shape
+    device = images.device
+    rows = torch.minimum(torch.arange(h, device=device)[None], heights.reshape(-1, 1) - 1)
+    cols = torch.minimum(torch.arange(w, device=device)[None], widths.reshape(-1, 1) - 1)
+    images = images.gather(2, rows[:, None, :, None].expand(b, c, h, w))
+    return images.gather(3, cols[:, None, None, :].expand(b, c, h, w))
 
 
 def resize_reference(

@@ -11,12 +11,14 @@ Online (:func:`apply_bfr_tensor`): parameter tensors, one batched FFT blur, then
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import contextlib
+from typing import Callable, Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from faceres.config import TASKS, BFRConfig, SRConfig
-from faceres.degrade.jpeg import JpegMode, Rounding, check_quality, jpeg, jpeg_real_uint8
+from faceres.degrade.jpeg import JpegMode, Rounding, check_quality, jpeg, jpeg_diff, jpeg_real_uint8
 from faceres.degrade.ops import (
     add_noise,
     blur,
@@ -25,6 +27,7 @@ from faceres.degrade.ops import (
     gaussian_kernel_1d,
     gaussian_kernels,
     resize,
+    resize_batched,
     scaled_size,
     to_float,
     to_uint8,
@@ -41,6 +44,7 @@ from faceres.degrade.sampling import (
     sample_bfr,
     sr_params,
 )
+from faceres.devices import autocast_off
 from faceres.errors import ConfigError, DataError
 
 NoiseSource = Callable[[int, int], torch.Tensor]
@@ -249,29 +253,80 @@ def apply_bfr_tensor(
     """Degrade (B, 3, H, W) float images with a batch of parameter tensors; differentiable with "diff".
 
     Gradients reach the images and every continuous parameter (sigma_x, sigma_y, theta, scale, noise_sigma,
-    jpeg_quality). Parameters and noise are moved to the images' device. Runs in the images' dtype even inside
-    an autocast region (bf16 training): blur kernels and JPEG tables must not be rounded to bfloat16.
+    jpeg_quality). The parameters must be on the images' device. Runs in true float32 whatever the caller set:
+    outside autocast (blur kernels and JPEG tables must not be rounded to bfloat16) and with TF32 off (a TF32
+    matmul keeps 10 mantissa bits, which flips the codec model's rounding decisions), both restored after.
+
+    "diff" is batched and sync-free: each image's low-resolution size round(H / scale) is device data (PGD and
+    the worst-of-K choice move the scale on the device), so every image is degraded on a fixed canvas as large
+    as the smallest scale allows, with its content in the top-left corner (:func:`_degrade_canvas`). "real"
+    (libjpeg on the CPU, not differentiable) goes image by image through the offline code and reads the
+    parameters back to the host: for tests and comparisons, not for the training step.
     """
-    with torch.autocast(images.device.type, enabled=False):
-        return _apply_bfr_tensor(images, params, jpeg, rounding)
+    with autocast_off(images.device.type), float32_matmuls():
+        check_images(images)
+        if len(params) != images.shape[0]:
+            raise ValueError(f"apply_bfr_tensor: {images.shape[0]} images but {len(params)} parameter sets")
+        if jpeg == "diff":
+            return _degrade_canvas(images, params, rounding)
+        return _degrade_each(images, params, jpeg, rounding)
 
 
-def _apply_bfr_tensor(images: torch.Tensor, params: OnlineBFRParams, jpeg: JpegMode, rounding: Rounding) -> torch.Tensor:
-    check_images(images)
-    batch, _, height, width = images.shape
-    if len(params) != batch:
-        raise ValueError(f"apply_bfr_tensor: {batch} images but {len(params)} parameter sets")
-    device = images.device
-    aniso = params.anisotropic.to(device)
-    sigma_x = params.sigma_x.to(device)
-    sigma_y = torch.where(aniso, params.sigma_y.to(device), sigma_x)
-    theta = torch.where(aniso, params.theta.to(device), torch.zeros_like(sigma_x))
+@contextlib.contextmanager
+def float32_matmuls() -> Iterator[None]:
+    """IEEE float32 matmuls and convolutions inside (TF32 off), the caller's setting restored after."""
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    saved = matmul.fp32_precision, conv.fp32_precision
+    matmul.fp32_precision = conv.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        matmul.fp32_precision, conv.fp32_precision = saved
+
+
+def _blur_online(images: torch.Tensor, params: OnlineBFRParams) -> torch.Tensor:
+    aniso = params.anisotropic
+    sigma_x = params.sigma_x
+    sigma_y = torch.where(aniso, params.sigma_y, sigma_x)
+    theta = torch.where(aniso, params.theta, torch.zeros_like(sigma_x))
     kernels = gaussian_kernels(sigma_x, sigma_y, theta, params.kernel_size).to(images.dtype)
-    blurred = blur(images, kernels)
-    noise = params.noise.to(device=device, dtype=images.dtype)
+    return blur(images, kernels)
 
+
+def _degrade_canvas(images: torch.Tensor, params: OnlineBFRParams, rounding: Rounding) -> torch.Tensor:
+    """blur -> downsample -> noise -> JPEG -> resize back for the whole batch at once.
+
+    Image b's low-resolution content is the top-left round(H / scale_b) x round(W / scale_b) of a canvas the
+    size of the noise field (rounded up to whole 16x16 JPEG blocks); outside it the canvas replicates the
+    content's edge, as libjpeg pads, and the resize back reads only the content. Same operations as the
+    offline path image by image (tests/test_degrade.py compares them), with device-side sizes.
+    """
+    batch, _, height, width = images.shape
+    noise = params.noise.to(images.dtype)
+    canvas = (-(-noise.shape[-2] // 16) * 16, -(-noise.shape[-1] // 16) * 16)
+    scale = params.scale
+    with torch.no_grad():  # sizes are integers: no gradient through them (nor on the host path)
+        scale64 = scale.detach().to(torch.float64)
+        lr_h = torch.round(height / scale64).clamp(min=1).to(torch.int64)
+        lr_w = torch.round(width / scale64).clamp(min=1).to(torch.int64)
+    # A scale below the range the noise field was drawn for would not fit the canvas (its content is cut):
+    # PGD projects with clamp_to_ranges; checking here would read the scales back to the host.
+    assert noise.shape[0] == batch, f"apply_bfr_tensor: {noise.shape[0]} noise fields for {batch} images"
+    unchanged = (lr_h == height, lr_w == width)  # a scale that rounds to the same size: no resampling
+    small = resize_batched(_blur_online(images, params), canvas, scale, "bilinear", unchanged=unchanged)
+    noise = F.pad(noise, (0, canvas[1] - noise.shape[-1], 0, canvas[0] - noise.shape[-2]))
+    small = (small + (params.noise_sigma.to(images.dtype) / 255.0).reshape(-1, 1, 1, 1) * noise).clamp(0.0, 1.0)
+    small = jpeg_diff(small, params.jpeg_quality, rounding=rounding, extent=(lr_h, lr_w))
+    restored = resize_batched(small, (height, width), 1.0 / scale, "bilinear", extent=(lr_h, lr_w), unchanged=unchanged)
+    return restored.clamp(0.0, 1.0)
+
+
+def _degrade_each(images: torch.Tensor, params: OnlineBFRParams, jpeg: JpegMode, rounding: Rounding) -> torch.Tensor:
+    """The offline code path, one image at a time, with the parameters read back to the host."""
+    blurred = _blur_online(images, params)
+    noise = params.noise.to(device=images.device, dtype=images.dtype)
     out = []
-    for i in range(batch):
+    for i in range(images.shape[0]):
 
         def noise_for(h: int, w: int, i: int = i) -> torch.Tensor:
             if h > noise.shape[-2] or w > noise.shape[-1]:
@@ -282,12 +337,7 @@ def _apply_bfr_tensor(images: torch.Tensor, params: OnlineBFRParams, jpeg: JpegM
             return noise[i, :, :h, :w]
 
         degraded = _degrade_tail(
-            blurred[i : i + 1],
-            params.scale[i].to(device),
-            noise_for,
-            params.noise_sigma[i].to(device),
-            params.jpeg_quality[i].to(device),
-            jpeg,
+            blurred[i : i + 1], params.scale[i], noise_for, params.noise_sigma[i], params.jpeg_quality[i], jpeg,
             rounding,
         )
         out.append(_as_float(degraded).to(images.dtype))

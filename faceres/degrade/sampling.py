@@ -22,7 +22,9 @@ Every parameter is drawn whatever the kind, so the noise field always starts at 
 stream, and one image replays on its own exactly as it was processed inside a batch.
 
 Online training uses the same mapping from uniforms, batched (:func:`sample_online`), with parameter tensors
-that PGD can ascend and :func:`clamp_to_ranges` to project them back into the configured ranges.
+that PGD can ascend and :func:`clamp_to_ranges` to project them back into the configured ranges. Its uniforms
+and noise fields come from counter-based streams on the training device (:mod:`faceres.streams`), keyed per
+image by (seed, step, global position), not from CPU generators: drawn where they are used, with no copy.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from faceres import streams
 from faceres.config import TASKS, BFRConfig, SRConfig
 from faceres.degrade.ops import scaled_size
 from faceres.errors import ConfigError, DataError
@@ -274,36 +277,60 @@ class OnlineBFRParams:
     def __len__(self) -> int:
         return self.sigma_x.shape[0]
 
+    def _map(self, op) -> "OnlineBFRParams":
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return OnlineBFRParams(**{n: op(n, v) if isinstance(v, torch.Tensor) else v for n, v in fields.items()})
+
+    def take(self, index: torch.Tensor) -> "OnlineBFRParams":
+        """The images `index` (int64, on the parameters' device), detached."""
+        return self._map(lambda name, value: value.detach().index_select(0, index))
+
+    def put(self, index: torch.Tensor, part: "OnlineBFRParams") -> "OnlineBFRParams":
+        """A copy with images `index` replaced by `part`'s (detached), out of place."""
+        return self._map(lambda name, value: value.detach().index_copy(0, index, getattr(part, name).detach()))
+
+    def where(self, mask: torch.Tensor, other: "OnlineBFRParams") -> "OnlineBFRParams":
+        """Per image: `other`'s parameters where the (B,) bool `mask` holds, else these (detached)."""
+
+        def pick(name: str, value: torch.Tensor) -> torch.Tensor:
+            return torch.where(mask.reshape(-1, *[1] * (value.ndim - 1)), getattr(other, name).detach(), value.detach())
+
+        return self._map(pick)
+
+
+#: salt of the noise-field stream inside an image's stream (the parameters are words 0..13 of the image's own)
+NOISE_STREAM = 1
+
 
 def sample_online(
     cfg: BFRConfig,
-    batch_size: int,
-    generator: torch.Generator,
+    keys: torch.Tensor,
     image_size: tuple[int, int],
     dtype: torch.dtype = torch.float32,
 ) -> OnlineBFRParams:
-    """Draw a batch of parameters (B x 7 uniforms, then the noise field) for images of `image_size`.
+    """One image's parameters per key (B x 7 uniforms, then its noise field) for images of `image_size`.
 
-    `cfg` holds the ranges at that resolution (``BFRConfig.at_resolution``). Parameters come back on the
-    generator's device as `dtype` tensors; call ``.to(device)`` and ``.requires_grad_()`` as needed.
+    `keys` (B,) int64 are the images' stream keys (:mod:`faceres.streams`) on the device the parameters are
+    wanted on: everything is drawn there, with no host synchronisation and no transfer. `cfg` holds the ranges
+    at that resolution (``BFRConfig.at_resolution``). Call ``.requires_grad_()`` as needed.
     """
-    if batch_size < 1:
-        raise ConfigError(f"batch_size = {batch_size}: allowed: an integer >= 1")
-    device = generator.device
-    u = torch.rand(batch_size, BFR_UNIFORMS, generator=generator, dtype=torch.float64, device=device)
-    values = _bfr_from_uniforms(u, cfg)
-    height, width = image_size
-    min_scale = cfg.downsample[0]
-    noise = torch.randn(
-        batch_size, 3, math.ceil(height / min_scale), math.ceil(width / min_scale),
-        generator=generator, dtype=dtype, device=device,
-    )
+    if keys.ndim != 1 or keys.dtype != torch.int64 or keys.shape[0] < 1:
+        raise ValueError(f"sample_online: keys must be a non-empty (B,) int64 tensor, got {keys.dtype} {tuple(keys.shape)}")
+    values = _bfr_from_uniforms(streams.uniform(keys, BFR_UNIFORMS), cfg)
+    noise = streams.normal(streams.split(keys, NOISE_STREAM), noise_field_size(cfg, image_size)).to(dtype)
     return OnlineBFRParams(
         anisotropic=values.pop("anisotropic"),
         **{name: value.to(dtype) for name, value in values.items()},
         noise=noise,
         kernel_size=cfg.kernel_size,
     )
+
+
+def noise_field_size(cfg: BFRConfig, image_size: tuple[int, int]) -> tuple[int, int, int]:
+    """(3, Hn, Wn): the largest low-resolution image the ranges allow (scale = the range's minimum)."""
+    height, width = image_size
+    min_scale = cfg.downsample[0]
+    return 3, math.ceil(height / min_scale), math.ceil(width / min_scale)
 
 
 @torch.no_grad()

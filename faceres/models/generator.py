@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from faceres import streams
 from faceres.models.architecture import (
     BOTTLENECK_RESOLUTION,
     DEFAULT_SKIPS,
@@ -108,8 +109,8 @@ class StyleBlock(nn.Module):
         super().__init__()
         self.in_channels, self.out_channels, self.resolution = in_channels, out_channels, resolution
         self.skip = skip
-        self.conv0 = StyleLayer(in_channels, out_channels, w_dim, resolution)
-        self.conv1 = StyleLayer(out_channels, out_channels, w_dim, resolution)
+        self.conv0 = StyleLayer(in_channels, out_channels, w_dim, resolution, noise_stream=2 * resolution)
+        self.conv1 = StyleLayer(out_channels, out_channels, w_dim, resolution, noise_stream=2 * resolution + 1)
         self.torgb = ToRGB(out_channels, w_dim, IMAGE_CHANNELS)
 
     def forward(
@@ -120,7 +121,7 @@ class StyleBlock(nn.Module):
         encoder_feature: torch.Tensor | None,
         *,
         noise_mode: str,
-        generator: torch.Generator | None,
+        noise_keys: torch.Tensor | None,
         fused: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         res = self.resolution
@@ -128,8 +129,8 @@ class StyleBlock(nn.Module):
         x = upsample2x(x)
         if self.skip is not None:
             x = self.skip(x, encoder_feature)
-        x = self.conv0(x, w, noise_mode=noise_mode, generator=generator, fused=fused)
-        x = self.conv1(x, w, noise_mode=noise_mode, generator=generator, fused=fused)
+        x = self.conv0(x, w, noise_mode=noise_mode, noise_keys=noise_keys, fused=fused)
+        x = self.conv1(x, w, noise_mode=noise_mode, noise_keys=noise_keys, fused=fused)
         rgb = self.torgb(x, w, fused=fused)
         img = rgb if img is None else upsample2x(img) + rgb
         assert_shape(x, [None, self.out_channels, res, res], f"StyleBlock@{res} output")
@@ -160,18 +161,18 @@ class Decoder(nn.Module):
         encoder_features: dict[int, torch.Tensor],
         *,
         noise_mode: str,
-        generator: torch.Generator | None,
+        noise_keys: torch.Tensor | None,
         fused: bool,
     ) -> torch.Tensor:
         x, img = bottleneck, None
         for block in self.blocks.values():
             feature = encoder_features[block.resolution] if block.skip is not None else None
-            x, img = block(x, img, w, feature, noise_mode=noise_mode, generator=generator, fused=fused)
+            x, img = block(x, img, w, feature, noise_mode=noise_mode, noise_keys=noise_keys, fused=fused)
         return img
 
 
 class Generator(nn.Module):
-    """Restoration generator: ``G(image, noise_mode="random", generator=None) -> restored``.
+    """Restoration generator: ``G(image, noise_mode="random", noise_keys=None) -> restored``.
 
     Args:
         arch: resolution and channel widths.
@@ -180,7 +181,7 @@ class Generator(nn.Module):
         mapping_layers: depth of the mapping MLP from the pooled vector to w.
         mapping_lr_multiplier: learning-rate multiplier of the mapping MLP (StyleGAN2's 0.01).
         seed: parameters and the const-noise buffers are drawn from a generator seeded with it.
-        noise_seed: seeds this module's own noise generator, used in 'random' mode when no generator is passed;
+        noise_seed: seeds this module's own noise stream, used in 'random' mode when no noise keys are passed;
             None draws it from the ``seed`` stream after the parameters.
     """
 
@@ -208,59 +209,50 @@ class Generator(nn.Module):
         init_stream = initialize_parameters(self, seed)
         if noise_seed is None:
             noise_seed = int(torch.randint(0, 2**62, (), generator=init_stream, device="cpu"))
-        self.noise_seed = int(noise_seed)
-        self._noise_generators: dict[str, torch.Generator] = {}
+        self.seed_noise(noise_seed)
 
     @property
     def skip_resolutions(self) -> tuple[int, ...]:
         return self.decoder.skip_resolutions
 
     def seed_noise(self, seed: int) -> None:
-        """Restart this module's own noise stream (used when ``forward`` gets no generator) from ``seed``."""
+        """Restart this module's own noise stream (used when ``forward`` gets no noise keys) from ``seed``."""
         self.noise_seed = int(seed)
-        self._noise_generators.clear()
-
-    def _own_noise_generator(self, device: torch.device) -> torch.Generator:
-        key = str(device)
-        if key not in self._noise_generators:
-            self._noise_generators[key] = torch.Generator(device=device).manual_seed(self.noise_seed)
-        return self._noise_generators[key]
-
-    def __getstate__(self) -> dict:
-        # torch.Generator objects are per-process device state; a copy or pickle restarts from noise_seed.
-        state = self.__dict__.copy()
-        state["_noise_generators"] = {}
-        return state
+        self._noise_calls = 0
 
     def forward(
         self,
         image: torch.Tensor,
         noise_mode: str = "random",
-        generator: torch.Generator | None = None,
+        noise_keys: torch.Tensor | None = None,
         fused_modconv: bool | None = None,
     ) -> torch.Tensor:
         """Restore ``image`` [N, 3, R, R] in [-1, 1]; returns [N, 3, R, R] (unclamped).
 
-        noise_mode: 'random' draws fresh noise from ``generator`` (on the image's device) or, if None, from
-        this module's own generator; 'const' uses fixed per-layer noise (deterministic); 'none' disables noise.
+        noise_mode: 'random' draws fresh noise from each sample's stream: ``noise_keys`` (N,) int64 on the
+        image's device (:mod:`faceres.streams`; a sample's noise depends on its key only, not on its batch),
+        or, if None, this module's own stream (advanced by every call); 'const' uses fixed per-layer noise
+        (deterministic); 'none' disables noise.
         fused_modconv: grouped-conv modulation (True) or activation scaling (False); None picks fused in eval
         mode or for batch 1, like stylegan2-ada-pytorch.
         """
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode={noise_mode!r}: allowed {NOISE_MODES}")
         if noise_mode == "random":
-            if generator is None:
-                generator = self._own_noise_generator(image.device)
-            elif generator.device.type != image.device.type:
+            if noise_keys is None:
+                base = streams.key_of("generator-noise", self.noise_seed, self._noise_calls)
+                self._noise_calls += 1
+                noise_keys = streams.keys_for(base, torch.arange(image.shape[0], device=image.device))
+            elif noise_keys.device != image.device or noise_keys.shape != (image.shape[0],):
                 raise ValueError(
-                    f"noise generator is on {generator.device} but the image is on {image.device}: "
-                    "create the torch.Generator on the image's device"
+                    f"noise_keys: {tuple(noise_keys.shape)} on {noise_keys.device}: allowed: one int64 key per "
+                    f"image, on the image's device ({image.device})"
                 )
         if fused_modconv is None:
             fused_modconv = (not self.training) or image.shape[0] == 1
         features, pooled = self.encoder(image)
         w = self.mapping(pooled)
         bottleneck = features[BOTTLENECK_RESOLUTION]
-        img = self.decoder(bottleneck, w, features, noise_mode=noise_mode, generator=generator, fused=fused_modconv)
+        img = self.decoder(bottleneck, w, features, noise_mode=noise_mode, noise_keys=noise_keys, fused=fused_modconv)
         assert_shape(img, list(image.shape), "restored image")
         return img

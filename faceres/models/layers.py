@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from faceres import streams
+from faceres.devices import autocast_off
 from faceres.errors import ConfigError
 from faceres.models.architecture import require_int
 
@@ -184,7 +186,7 @@ def demodulation_coefficients(weight: torch.Tensor, styles: torch.Tensor, eps: f
     Computed as sum_i s[n,i]^2 * sum_kk w[o,i]^2, which never materialises the per-sample weights; in float32
     also under bf16 autocast (a sum over hundreds of channels).
     """
-    with torch.autocast(weight.device.type, enabled=False):
+    with autocast_off(weight.device.type):
         return (styles.float().square() @ weight.float().square().sum(dim=(2, 3)).t() + eps).rsqrt()
 
 
@@ -223,7 +225,9 @@ def modulated_conv2d(
         return y.reshape(batch, out_channels, *y.shape[2:])
     y = F.conv2d(x * styles.reshape(batch, in_channels, 1, 1), weight, padding=padding)
     if demodulate:
-        y = y * demodulation_coefficients(weight, styles).reshape(batch, out_channels, 1, 1)
+        # computed in float32, applied in the activations' dtype (stylegan2-ada's dcoefs.to(x.dtype)): a float32
+        # factor would promote every bf16 activation after it to float32 (twice the memory and bandwidth)
+        y = y * demodulation_coefficients(weight, styles).to(y.dtype).reshape(batch, out_channels, 1, 1)
     return y
 
 
@@ -231,13 +235,18 @@ class StyleLayer(SeededModule):
     """One StyleGAN2 style block: modulated 3x3 conv + demodulation + noise injection + bias + lrelu.
 
     Noise has shape [N, 1, R, R] (one map shared by all channels), scaled by a learned per-layer strength that
-    starts at 0 as in StyleGAN2. ``noise_mode``: 'random' draws it from ``generator``; 'const' uses this
+    starts at 0 as in StyleGAN2. ``noise_mode``: 'random' draws it from each sample's stream (``noise_keys``,
+    (N,) int64, :mod:`faceres.streams`; sub-stream ``noise_stream`` is this layer's); 'const' uses this
     layer's fixed buffer (deterministic evaluation); 'none' adds nothing.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, kernel_size: int = 3):
+    def __init__(
+        self, in_channels: int, out_channels: int, w_dim: int, resolution: int, kernel_size: int = 3,
+        noise_stream: int = 0,
+    ):
         super().__init__()
         self.in_channels, self.out_channels, self.resolution = in_channels, out_channels, resolution
+        self.noise_stream = noise_stream
         self.affine = EqualizedLinear(w_dim, in_channels, bias_init=1.0)
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.empty(out_channels))
@@ -259,15 +268,16 @@ class StyleLayer(SeededModule):
         w: torch.Tensor,
         *,
         noise_mode: str,
-        generator: torch.Generator | None,
+        noise_keys: torch.Tensor | None,
         fused: bool,
     ) -> torch.Tensor:
         res = self.resolution
         assert_shape(x, [None, self.in_channels, res, res], f"StyleLayer@{res} input")
         x = modulated_conv2d(x, self.weight, self.affine(w), demodulate=True, fused=fused)
         if noise_mode == "random":
-            # drawn in float32 whatever x's dtype, so a seed gives the same noise at every training precision
-            noise = torch.randn(x.shape[0], 1, res, res, generator=generator, device=x.device)
+            assert noise_keys is not None and noise_keys.shape == (x.shape[0],), "one noise key per sample"
+            # float32 whatever x's dtype, so a key gives the same noise at every training precision
+            noise = streams.normal(streams.split(noise_keys, self.noise_stream), (1, res, res))
             x = x + noise * self.noise_strength
         elif noise_mode == "const":
             x = x + self.noise_const * self.noise_strength

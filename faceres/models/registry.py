@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from faceres.config import MBSTD_GROUP
 from faceres.errors import ConfigError
 from faceres.models.architecture import (
     DEFAULT_SKIPS,
@@ -39,7 +40,7 @@ class ModelConfig:
     skip_mode: str = "add"
     mapping_layers: int = 2
     mapping_lr_multiplier: float = 0.01
-    mbstd_group_size: int = 4
+    mbstd_group_size: int = MBSTD_GROUP
     mbstd_num_channels: int = 1
 
     def __post_init__(self) -> None:

@@ -11,6 +11,10 @@ current generator, always inside the configured ranges:
 
 The adversary scores with the pixel L1 of the reconstruction (the cheap part of L_rec) and runs the generator
 with constant noise, so its choice is deterministic given (seed, step, image position).
+
+Device discipline: which images are hardened is a host-side draw per (seed, step, global position), so the
+subset's size is a host value; the candidates are drawn on the training device (faceres.streams), the choice
+among them is a `torch.where`, and nothing is read back to the host.
 """
 
 from __future__ import annotations
@@ -23,16 +27,22 @@ from torch import nn
 
 from faceres.config import AugmentConfig, BFRConfig
 from faceres.degrade.pipeline import apply_bfr_tensor
+from faceres.devices import host_tensor
 from faceres.degrade.sampling import OnlineBFRParams, clamp_to_ranges, sample_online
-from faceres.train.data import cat_params, seeded
+from faceres.streams import key_of, keys_for
 
 
 @dataclass
 class HardenedBatch:
     params: OnlineBFRParams
     pixel_delta: torch.Tensor | None  # added to the degraded input (selected images only), or None
-    selected: torch.Tensor  # (B,) bool
-    stats: dict[str, float]
+    selected: list[int]  # indices into the rank's batch
+    stats: dict[str, float | torch.Tensor]  # logged means (device tensors stay on the device)
+
+
+def selected_images(aug: AugmentConfig, seed: int, step: int, positions: list[int]) -> list[int]:
+    """Indices (into this rank's batch) of the images hardened at `step`: one draw per global position."""
+    return [i for i, p in enumerate(positions) if key_of("augment", seed, step, p) * 2.0**-63 < aug.prob]
 
 
 def _ranges(cfg: BFRConfig) -> dict[str, float]:
@@ -44,25 +54,6 @@ def _ranges(cfg: BFRConfig) -> dict[str, float]:
         "noise_sigma": cfg.noise_sigma[1] - cfg.noise_sigma[0],
         "jpeg_quality": float(cfg.jpeg_quality[1] - cfg.jpeg_quality[0]),
     }
-
-
-def _select(params: OnlineBFRParams, index: torch.Tensor) -> OnlineBFRParams:
-    return OnlineBFRParams(
-        **{
-            name: value[index] if isinstance(value, torch.Tensor) else value
-            for name, value in vars(params).items()
-        }
-    )
-
-
-def _scatter(params: OnlineBFRParams, index: torch.Tensor, part: OnlineBFRParams) -> OnlineBFRParams:
-    merged = {}
-    for name, value in vars(params).items():
-        if isinstance(value, torch.Tensor):
-            value = value.clone()
-            value[index] = getattr(part, name).detach().to(value.dtype)
-        merged[name] = value
-    return OnlineBFRParams(**merged)
 
 
 def _per_image_l1(generator: nn.Module, gt: torch.Tensor, degraded: torch.Tensor) -> torch.Tensor:
@@ -79,65 +70,62 @@ def harden(
     seed: int,
     step: int,
     positions: list[int],
+    position_tensor: torch.Tensor,
 ) -> HardenedBatch:
-    """Harder degradations for a random subset of the batch (gt: (B, 3, H, W) float in [0, 1])."""
+    """Harder degradations for a random subset of the batch (gt: (B, 3, H, W) float in [0, 1]).
+
+    `positions` are the images' global batch positions (host) and `position_tensor` the same on gt's device.
+    """
     device = gt.device
-    draws = torch.cat([torch.rand(1, generator=seeded("augment", seed, step, p)) for p in positions])
-    selected = draws < aug.prob
+    chosen = selected_images(aug, seed, step, positions)
     # Every rank logs the same keys (the logged means are all-reduced key by key).
-    stats = {"aug_selected": float(selected.float().mean()), "aug_l1_gain": 0.0}
-    if not selected.any():
-        return HardenedBatch(params, None, selected, stats)
-    index = selected.nonzero().flatten()
-    chosen_gt = gt[index]
-    chosen_positions = [positions[i] for i in index.tolist()]
-    size = tuple(gt.shape[-2:])
+    stats: dict[str, float | torch.Tensor] = {"aug_selected": len(chosen) / len(positions), "aug_l1_gain": 0.0}
+    if not chosen:
+        return HardenedBatch(params, None, chosen, stats)
+    index = host_tensor(chosen, device)
+    chosen_gt = gt.index_select(0, index)
+    chosen_positions = position_tensor.index_select(0, index)
     was_training = generator.training
     requires_grad = [p.requires_grad for p in generator.parameters()]
     generator.requires_grad_(False)
     try:
-        part = _select(params, index)
+        part = params.take(index)
         with torch.no_grad():
-            base_loss = _per_image_l1(generator, chosen_gt, apply_bfr_tensor(chosen_gt, part.to(device)))
+            base_loss = _per_image_l1(generator, chosen_gt, apply_bfr_tensor(chosen_gt, part))
         loss = base_loss
         if aug.mode in ("worst_of_k", "both"):
-            part, loss = _worst_of_k(generator, chosen_gt, part, loss, bfr, aug, seed, step, chosen_positions, size)
+            part, loss = _worst_of_k(generator, chosen_gt, part, loss, bfr, aug, seed, step, chosen_positions)
         if aug.mode in ("pgd", "both"):
             part, loss = _pgd(generator, chosen_gt, part, bfr, aug)
         pixel_delta = None
         if aug.pixel_eps > 0:
-            degraded = apply_bfr_tensor(chosen_gt, part.to(device)).detach().requires_grad_(True)
+            degraded = apply_bfr_tensor(chosen_gt, part).detach().requires_grad_(True)
             pixel_loss = _per_image_l1(generator, chosen_gt, degraded).sum()
             (grad,) = torch.autograd.grad(pixel_loss, degraded)
-            pixel_delta = torch.zeros_like(gt)
-            pixel_delta[index] = grad.sign() * (aug.pixel_eps / 255.0)
+            pixel_delta = torch.zeros_like(gt).index_copy(0, index, grad.sign() * (aug.pixel_eps / 255.0))
     finally:
         for parameter, flag in zip(generator.parameters(), requires_grad):
             parameter.requires_grad_(flag)
         generator.train(was_training)
-    stats["aug_l1_gain"] = float((loss - base_loss).mean())
-    return HardenedBatch(_scatter(params, index, part), pixel_delta, selected, stats)
+    stats["aug_l1_gain"] = (loss - base_loss).detach().mean()
+    return HardenedBatch(params.put(index, part), pixel_delta, chosen, stats)
 
 
-def _worst_of_k(generator, gt, part, loss, bfr, aug, seed, step, positions, size):
+def _worst_of_k(generator, gt, part, loss, bfr, aug, seed, step, positions: torch.Tensor):
     best, best_loss = part, loss
     for k in range(1, aug.candidates):
-        candidate = cat_params(
-            [sample_online(bfr, 1, seeded("augment-candidate", seed, step, p, k), size) for p in positions]
-        )
+        keys = keys_for(key_of("augment-candidate", seed, step, k), positions)
+        candidate = sample_online(bfr, keys, tuple(gt.shape[-2:]))
         with torch.no_grad():
-            candidate_loss = _per_image_l1(generator, gt, apply_bfr_tensor(gt, candidate.to(gt.device)))
+            candidate_loss = _per_image_l1(generator, gt, apply_bfr_tensor(gt, candidate))
         better = candidate_loss > best_loss
-        if better.any():
-            best = _scatter(best, better.nonzero().flatten(), _select(candidate, better.nonzero().flatten()))
-            best_loss = torch.where(better, candidate_loss, best_loss)
+        best = best.where(better, candidate)
+        best_loss = torch.where(better, candidate_loss, best_loss)
     return best, best_loss
 
 
 def _pgd(generator, gt, part, bfr, aug):
     ranges = _ranges(bfr)
-    part = part.to(gt.device)
-    loss = None
     for _ in range(aug.pgd_steps):
         part.requires_grad_(True)
         losses = _per_image_l1(generator, gt, apply_bfr_tensor(gt, part))

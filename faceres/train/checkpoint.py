@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,52 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _to_host(obj: Any) -> Any:
+    """A copy of `obj` with every tensor cloned to the CPU (a snapshot the training step can no longer change)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _to_host(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_host(v) for v in obj)
+    return obj
+
+
+class CheckpointWriter:
+    """Writes checkpoints in a background thread: the caller waits only for the copy of the state to the host.
+
+    At the paper profile a checkpoint is ~0.8 GB; written synchronously (with fsync) it stalls rank 0 and
+    every rank waiting for it in the next all-reduce. One write is in flight at a time; a failed write is
+    raised by the next :meth:`save` or by :meth:`wait`.
+    """
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def save(self, state: dict, path: str | Path) -> None:
+        self.wait()
+        snapshot = _to_host(state)
+
+        def write() -> None:
+            try:
+                atomic_save(snapshot, path)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the training thread
+                self._error = exc
+
+        self._thread = threading.Thread(target=write, name="faceres-checkpoint", daemon=False)
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Block until the write in flight (if any) is on disk; raise its error."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise FaceresError(f"checkpoint write failed: {type(error).__name__}: {error}") from error
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

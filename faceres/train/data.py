@@ -1,9 +1,10 @@
 """Training batches: which images each step sees, on each rank, and their online degradations.
 
 Everything random is a pure function of (seed, step, position in the global batch): the epoch's permutation,
-each image's degradation parameters and its adversarial-augmentation draws. So a resumed run sees exactly the
-batches an uninterrupted one would, and N processes with per-rank batch b see the same images and degradations
-as one process with batch N*b (rank r takes positions r, r+N, r+2N, ... of the global batch).
+each image's degradation parameters and noise field, its adversarial-augmentation draws and the generator's
+noise inputs. So a resumed run sees exactly the batches an uninterrupted one would, and N processes sharing
+the global batch B see the same images and degradations as one process with batch B (rank r takes positions
+r, r+N, r+2N, ... of the global batch).
 """
 
 from __future__ import annotations
@@ -22,17 +23,13 @@ from faceres.data.prepare import read_manifest
 from faceres.degrade.sampling import OnlineBFRParams, sample_online
 from faceres.errors import DataError
 from faceres.imageio import read_rgb
-
-
-def derived_seed(*parts: object) -> int:
-    """A 63-bit seed from its parts, stable across machines and Python versions."""
-    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
+from faceres.streams import key_of, keys_for
 
 
 def seeded(*parts: object, device: str | torch.device = "cpu") -> torch.Generator:
+    """A torch.Generator seeded with :func:`faceres.streams.key_of` of `parts` (host-side draws: permutations)."""
     generator = torch.Generator(device=device)
-    generator.manual_seed(derived_seed(*parts))
+    generator.manual_seed(key_of(*parts))
     return generator
 
 
@@ -105,19 +102,9 @@ class StepBatchSampler(Sampler[list[int]]):
         return max(0, self.total_steps - self.start_step)
 
 
-def cat_params(parts: list[OnlineBFRParams]) -> OnlineBFRParams:
-    """Concatenate per-image parameter batches (same kernel size and noise-field size)."""
-    fields = {}
-    for field in dataclasses.fields(OnlineBFRParams):
-        values = [getattr(p, field.name) for p in parts]
-        fields[field.name] = values[0] if field.name == "kernel_size" else torch.cat(values)
-    return OnlineBFRParams(**fields)
-
-
 def step_degradations(
-    cfg: BFRConfig, seed: int, step: int, positions: list[int], size: tuple[int, int]
+    cfg: BFRConfig, seed: int, step: int, positions: torch.Tensor, size: tuple[int, int]
 ) -> OnlineBFRParams:
-    """Each image's degradation parameters, drawn from its own generator (seed, step, global position)."""
-    return cat_params(
-        [sample_online(cfg, 1, seeded("degrade", seed, step, position), size) for position in positions]
-    )
+    """Each image's degradation parameters and noise field, drawn on `positions`' device from the image's own
+    stream (seed, step, global position): no host work beyond one key, no transfer."""
+    return sample_online(cfg, keys_for(key_of("degrade", seed, step), positions), size)

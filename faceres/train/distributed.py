@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import datetime
 import os
+import secrets
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from faceres.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -68,24 +73,49 @@ def average_gradients(parameters: list[torch.nn.Parameter], ctx: DistContext) ->
         offset += grad.numel()
 
 
-def reduce_mean(values: dict[str, float], ctx: DistContext) -> dict[str, float]:
-    """The mean of each value over all ranks (for logging); every rank must pass the same keys."""
-    if not ctx.distributed or not values:
-        return values
-    keys = sorted(values)
-    tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=ctx.device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    tensor /= ctx.world_size
-    return dict(zip(keys, tensor.tolist()))
+def reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """The element-wise sum of a float tensor over all ranks (in place on multi-process runs)."""
+    if ctx.distributed:
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
 
 
-def any_rank(flag: bool, ctx: DistContext) -> bool:
-    """True when `flag` is true on any rank (so every rank stops together)."""
+def broadcast_object(value: Any, ctx: DistContext) -> Any:
+    """Rank 0's `value` on every rank (a picklable object; other ranks' arguments are ignored)."""
     if not ctx.distributed:
-        return flag
-    tensor = torch.tensor([1.0 if flag else 0.0], device=ctx.device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return bool(tensor.item() > 0)
+        return value
+    box = [value if ctx.is_main else None]
+    dist.broadcast_object_list(box, src=0, device=ctx.device if ctx.device.type == "cuda" else None)
+    return box[0]
+
+
+def check_shared_directory(directory: Path, ctx: DistContext, env_name: str) -> None:
+    """One-line error on every rank unless all ranks see the same `directory` (checkpoints are read by all).
+
+    Rank 0 writes a token with a fresh nonce; every rank must read it back. On several nodes each with its own
+    home directory the default cache differs per node, and a resumed run would start from step 0 on the nodes
+    that see no checkpoint: a desync or a hang hours later.
+    """
+    if not ctx.distributed:
+        return
+    token = directory / ".shared-check"
+    nonce = broadcast_object(secrets.token_hex(8), ctx)
+    if ctx.is_main:
+        directory.mkdir(parents=True, exist_ok=True)
+        token.write_text(nonce)
+    barrier(ctx)
+    try:
+        seen = token.read_text() == nonce
+    except OSError:
+        seen = False
+    missing = torch.tensor([0.0 if seen else 1.0], device=ctx.device)
+    dist.all_reduce(missing, op=dist.ReduceOp.SUM)
+    if missing.item() > 0:
+        raise ConfigError(
+            f"{env_name} = {os.environ.get(env_name) or '(unset: ~/.cache/faceres)'}: {int(missing.item())} of "
+            f"{ctx.world_size} training processes cannot see {directory}; allowed: a directory on storage every "
+            f"node shares (set {env_name} on every node)"
+        )
 
 
 def barrier(ctx: DistContext) -> None:

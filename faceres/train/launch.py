@@ -12,9 +12,8 @@ import os
 import shlex
 import sys
 
-import torch
-
 from faceres.config import Config
+from faceres.devices import check_gpus
 from faceres.errors import ConfigError
 
 TORCHRUN_ARGS_ENV = "FACERES_TORCHRUN_ARGS"
@@ -24,17 +23,31 @@ def under_torchrun() -> bool:
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def planned_processes(config: Config) -> int:
+    """How many training processes the profile starts: its gpus on each of --nnodes nodes (FACERES_TORCHRUN_ARGS),
+    or 1 on the CPU. An elastic range --nnodes MIN:MAX counts as MAX."""
+    if config.scale.gpus == 0:
+        return 1
+    args = shlex.split(os.environ.get(TORCHRUN_ARGS_ENV, ""))
+    nodes = "1"
+    for i, arg in enumerate(args):
+        if arg == "--nnodes" and i + 1 < len(args):
+            nodes = args[i + 1]
+        elif arg.startswith("--nnodes="):
+            nodes = arg.split("=", 1)[1]
+    try:
+        count = int(nodes.split(":")[-1])
+    except ValueError:
+        raise ConfigError(f"{TORCHRUN_ARGS_ENV}: --nnodes {nodes!r}: allowed: an integer or MIN:MAX") from None
+    return config.scale.gpus * count
+
+
 def torchrun_command(config: Config, cli_args: list[str]) -> list[str] | None:
     """The torchrun command line for this profile, or None to train in this process (CPU profile)."""
     gpus = config.scale.gpus
     if gpus == 0 or under_torchrun():
         return None
-    available = torch.cuda.device_count()
-    if available < gpus:
-        raise ConfigError(
-            f"profiles.{config.profile}.gpus = {gpus}: this machine has {available} CUDA device(s); "
-            f"allowed: at most {available} (or 0 for CPU)"
-        )
+    check_gpus(config)
     extra = shlex.split(os.environ.get(TORCHRUN_ARGS_ENV, ""))
     return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(gpus), *extra,
             "-m", "faceres.cli", *cli_args]

@@ -31,7 +31,7 @@ from faceres.arms import Arm
 from faceres.config import Config, to_flat_dict
 from faceres.degrade.ops import to_uint8
 from faceres.degrade.pipeline import apply_bfr_tensor
-from faceres.errors import FaceresError
+from faceres.errors import ConfigError, FaceresError
 from faceres.losses import (
     GeneratorLoss,
     LossWeights,
@@ -40,16 +40,18 @@ from faceres.losses import (
     discriminator_adversarial_loss,
 )
 from faceres.models import ModelConfig, build_models
-from faceres.paths import cache_root
+from faceres.paths import CACHE_ENV, cache_root
+from faceres.streams import key_of, keys_for
 from faceres.train.augment import harden
-from faceres.train.checkpoint import atomic_save, fingerprint, load_checkpoint, sha256_file
-from faceres.train.data import FaceImages, StepBatchSampler, StepPlan, seeded, step_degradations
+from faceres.train.checkpoint import CheckpointWriter, fingerprint, load_checkpoint, sha256_file, atomic_save
+from faceres.train.data import FaceImages, StepBatchSampler, StepPlan, step_degradations
 from faceres.train.distributed import (
     DistContext,
-    any_rank,
     average_gradients,
     barrier,
-    reduce_mean,
+    broadcast_object,
+    check_shared_directory,
+    reduce_sum,
 )
 from faceres.train.precision import Precision
 
@@ -80,8 +82,10 @@ def run_settings(config: Config, arm: Arm, world_size: int) -> dict[str, Any]:
         "model": model_config(config, arm).to_dict(),
         "train": to_flat_dict(config.train),
         "bfr": to_flat_dict(config.degrade.bfr.at_resolution(config.resolution)),
-        "batch": config.scale.batch,
+        "batch": config.scale.batch,  # the global batch
         "epochs": config.scale.epochs,
+        "r1_gamma": config.scale.r1_gamma,
+        "deterministic": config.scale.deterministic,
         "precision": config.scale.precision,
         "channels_last": config.scale.channels_last,
         "world_size": world_size,
@@ -119,14 +123,18 @@ class Trainer:
             else None
         )
         self.loss = GeneratorLoss(weights, perceptual)
-        self.r1 = R1Regularization(gamma=train.r1_gamma, interval=train.r1_interval)
+        self.r1 = R1Regularization(gamma=config.scale.r1_gamma, interval=train.r1_interval)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=train.lr, betas=train.betas)
         d_lr, d_betas = self.r1.adam_hyperparameters(train.lr, train.betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=d_lr, betas=d_betas)
-        self.global_batch = config.scale.batch * max(ctx.world_size, 1)
+        self.global_batch = config.scale.batch
+        self.rank_batch = rank_batch(config, ctx.world_size, self.model_config.mbstd_group_size)
         self.plan = StepPlan(len(dataset), self.global_batch, config.seed)
         self.total_steps = config.scale.epochs * self.plan.steps_per_epoch
         self.positions = self.plan.rank_positions(ctx.rank, ctx.world_size)
+        # the same positions on the device: per-image streams are keyed by them, with no transfer per step
+        self.position_tensor = torch.arange(ctx.rank, self.global_batch, max(ctx.world_size, 1), device=ctx.device)
+        assert len(self.positions) == self.rank_batch == self.position_tensor.shape[0]
         self.step = 0
         self.curve: list[dict[str, float]] = []
         self.seconds = 0.0
@@ -158,60 +166,67 @@ class Trainer:
         self.curve = list(state["curve"])
 
     # ---------------------------------------------------------------------------------------------------
-    def train_step(self, images_uint8: torch.Tensor) -> dict[str, float]:
-        """One G step, one D step and the EMA update on this rank's share of the global batch."""
+    def train_step(self, images_uint8: torch.Tensor) -> dict[str, torch.Tensor | float]:
+        """One G step, one D step and the EMA update on this rank's share of the global batch.
+
+        Returns the step's logged values as 0-dim device tensors (host floats where the value is known on the
+        host): nothing in the step reads the device back, so a GPU runs ahead of the Python loop.
+        """
         config, train, device = self.config, self.config.train, self.ctx.device
-        gt = (images_uint8.to(device=device, dtype=torch.float32) / 255.0).contiguous(memory_format=self.memory_format)
+        gt = images_uint8.to(device=device, non_blocking=True).to(torch.float32).div_(255.0)
+        gt = gt.contiguous(memory_format=self.memory_format)
         size = tuple(gt.shape[-2:])
-        params = step_degradations(self.bfr, config.seed, self.step, self.positions, size)
-        logs: dict[str, float] = {}
+        params = step_degradations(self.bfr, config.seed, self.step, self.position_tensor, size)
+        logs: dict[str, torch.Tensor | float] = {}
         pixel_delta = None
         if self.arm.aug:
             with self.precision.autocast():  # the generator's passes only: the degradation opts out
                 hardened = harden(
-                    self.G, gt, params, self.bfr, train.augment, config.seed, self.step, self.positions
+                    self.G, gt, params, self.bfr, train.augment, config.seed, self.step, self.positions,
+                    self.position_tensor,
                 )
             params, pixel_delta = hardened.params, hardened.pixel_delta
             logs.update(hardened.stats)
         with torch.no_grad():
-            degraded = apply_bfr_tensor(gt, params.to(device))
+            degraded = apply_bfr_tensor(gt, params)
             if pixel_delta is not None:
                 degraded = (degraded + pixel_delta).clamp(0, 1)
         inputs, target = degraded * 2 - 1, gt * 2 - 1
 
-        # Generator step.
+        # Generator step. Its noise inputs are keyed by global position, like everything else of an image.
         self.G.requires_grad_(True)
         self.D.requires_grad_(False)
-        noise = seeded("noise", config.seed, self.step, self.ctx.rank, device=device)
+        noise_keys = keys_for(key_of("noise", config.seed, self.step), self.position_tensor)
         with self.precision.autocast():  # forward passes only; outputs back to float32 before the losses
-            restored = self.G(inputs, noise_mode=train.noise_mode, generator=noise).float()
+            restored = self.G(inputs, noise_mode=train.noise_mode, noise_keys=noise_keys).float()
             fake_logits = self.D(restored).float() if self.arm.alpha > 0 else None
             losses = self.loss(restored, target, fake_logits)
         self.opt_g.zero_grad(set_to_none=True)
         losses["total"].backward()
         average_gradients(list(self.G.parameters()), self.ctx)
         self.opt_g.step()
-        logs.update({f"g_{k}": float(v.detach()) for k, v in losses.items()})
+        logs.update({f"g_{k}": v.detach() for k, v in losses.items()})
 
         # Discriminator step (only when the adversarial term is used).
         if self.arm.alpha > 0:
             self.D.requires_grad_(True)
-            real = target.detach().requires_grad_(self.r1.applies_at(self.step))
+            r1_step = self.r1.applies_at(self.step)
+            real = target.detach().requires_grad_(r1_step)
             with self.precision.autocast():
                 real_logits = self.D(real).float()
                 fake_logits = self.D(restored.detach()).float()
             d_loss = discriminator_adversarial_loss(real_logits, fake_logits)
             total_d = d_loss
-            if self.r1.applies_at(self.step):
+            if r1_step:
                 r1 = self.r1.loss(real_logits, real)
                 total_d = total_d + r1
-                logs["d_r1"] = float(r1.detach())
+                logs["d_r1"] = r1.detach()
             self.opt_d.zero_grad(set_to_none=True)
             total_d.backward()
             average_gradients(list(self.D.parameters()), self.ctx)
             self.opt_d.step()
-            logs["d_loss"] = float(d_loss.detach())
-            logs["d_real"] = float(real_logits.detach().mean())
+            logs["d_loss"] = d_loss.detach()
+            logs["d_real"] = real_logits.detach().mean()
         self._update_ema()
         return logs
 
@@ -226,10 +241,9 @@ class Trainer:
         if train.ema_rampup > 0:
             half_life = min(half_life, images_seen * train.ema_rampup)
         beta = 0.5 ** (self.global_batch / max(half_life, 1e-8))
-        for ema, live in zip(self.G_ema.parameters(), self.G.parameters()):
-            ema.copy_(live.detach().lerp(ema, beta))
-        for ema, live in zip(self.G_ema.buffers(), self.G.buffers()):
-            ema.copy_(live)
+        ema_params = list(self.G_ema.parameters())
+        torch._foreach_lerp_(ema_params, [p.detach() for p in self.G.parameters()], 1.0 - beta)
+        torch._foreach_copy_(list(self.G_ema.buffers()), list(self.G.buffers()))
 
     # ---------------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -237,23 +251,49 @@ class Trainer:
         """Rows of input | output (EMA, constant noise) | ground truth for fixed training images."""
         count = min(count, len(self.dataset))
         gt = torch.stack([self.dataset[i][1] for i in range(count)]).float().div(255).to(self.ctx.device)
-        params = step_degradations(self.bfr, self.config.seed, -1, list(range(count)), tuple(gt.shape[-2:]))
-        degraded = apply_bfr_tensor(gt, params.to(self.ctx.device))
+        positions = torch.arange(count, device=self.ctx.device)
+        params = step_degradations(self.bfr, self.config.seed, -1, positions, tuple(gt.shape[-2:]))
+        degraded = apply_bfr_tensor(gt, params)
         restored = (self.G_ema(degraded * 2 - 1, noise_mode="const") + 1) / 2
         rows = torch.cat([degraded, restored.clamp(0, 1), gt], dim=3)  # side by side
         grid = to_uint8(torch.cat(list(rows), dim=1))  # stacked vertically
         return grid.permute(1, 2, 0).cpu().numpy()
 
 
+def rank_batch(config: Config, world_size: int, group_size: int) -> int:
+    """This process's share of the global batch ``profiles.<p>.batch``; a one-line error when it cannot be split."""
+    batch, key = config.scale.batch, f"profiles.{config.profile}.batch"
+    processes = max(world_size, 1)
+    if batch % processes:
+        raise ConfigError(
+            f"{config.source_file}: {key} = {batch}: allowed: a global batch divisible by the {processes} "
+            f"training processes (e.g. {processes * group_size})"
+        )
+    per_rank = batch // processes
+    if per_rank % group_size:
+        raise ConfigError(
+            f"{config.source_file}: {key} = {batch}: {per_rank} per process over {processes} processes; allowed: "
+            f"a per-process batch that is a multiple of the minibatch-std group of {group_size} (e.g. "
+            f"{processes * group_size})"
+        )
+    return per_rank
+
+
 def configure_process(config: Config, ctx: DistContext) -> None:
     """Process-wide settings of a training run (``train_arm`` applies them; so does bench/train_step.py)."""
     Precision(config.scale.precision, ctx.device).configure()
-    if config.train.deterministic:
+    if config.scale.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=ctx.device.type != "cpu")
         # Deterministic mode also fills every new tensor with NaN, a guard against kernels that read memory
         # they never wrote; none of ours does (the weights are bit-identical without it), and the fill writes
         # every activation once more: ~3% of a CPU step.
         torch.utils.deterministic.fill_uninitialized_memory = False
+        torch.backends.cudnn.benchmark = False
+    else:
+        # cuDNN picks the fastest kernels per shape (stylegan2-ada does the same); results then vary in the
+        # last bits from run to run on a GPU
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.benchmark = True
     retain_freed_memory()
 
 
@@ -304,6 +344,9 @@ def _write_outputs(trainer: Trainer, out_dir: Path, fingerprint_: str, summary_e
         "fingerprint": fingerprint_,
         "steps": trainer.step,
         "images": trainer.step * trainer.global_batch,
+        "global_batch": trainer.global_batch,
+        "batch_per_process": trainer.rank_batch,
+        "processes": max(trainer.ctx.world_size, 1),
         "seconds": round(trainer.seconds, 2),
         "images_per_s": round(trainer.step * trainer.global_batch / max(trainer.seconds, 1e-9), 3),
         "generator_sha256": sha256_file(out_dir / GENERATOR_FILE),
@@ -313,6 +356,75 @@ def _write_outputs(trainer: Trainer, out_dir: Path, fingerprint_: str, summary_e
     }
     (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+class LogWindow:
+    """The logged values of the steps since the last log, summed on the device.
+
+    The step returns 0-dim device tensors; adding them and testing them for finiteness are device ops, so
+    the hot loop never waits for the GPU. :meth:`flush` (every ``log_every`` steps) reads everything back in
+    one transfer, after one all-reduce over ranks that also carries the non-finite flag and rank 0's request
+    for a timed checkpoint.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.sums: dict[str, torch.Tensor | float] = {}
+        self.counts: dict[str, int] = {}
+        self.steps = 0
+        self.first_bad = torch.full((), -1.0, dtype=torch.float64, device=device)  # first step with a NaN/inf
+
+    def add(self, logs: dict[str, torch.Tensor | float], step: int) -> None:
+        tensors = [v for v in logs.values() if isinstance(v, torch.Tensor)]
+        if tensors:
+            finite = torch.isfinite(torch.stack([t.float() for t in tensors])).all()
+            self.first_bad = torch.where(finite | (self.first_bad >= 0), self.first_bad, float(step))
+        for key, value in logs.items():
+            value = value.detach().to(torch.float64) if isinstance(value, torch.Tensor) else float(value)
+            self.sums[key] = self.sums[key] + value if key in self.sums else value
+            self.counts[key] = self.counts.get(key, 0) + 1
+        self.steps += 1
+
+    def flush(self, ctx: DistContext, want_checkpoint: bool = False) -> tuple[dict[str, float], float, bool]:
+        """(mean of each key over the window's steps and ranks, first non-finite step or -1, checkpoint wanted).
+
+        Every rank must call it at the same step and have logged the same keys.
+        """
+        keys = sorted(self.sums)
+        values = torch.stack(
+            [torch.as_tensor(self.sums[k], dtype=torch.float64, device=self.device) / self.counts[k] for k in keys]
+            + [(self.first_bad >= 0).to(torch.float64), torch.where(self.first_bad >= 0, self.first_bad, 0.0),
+               torch.full((), float(want_checkpoint), dtype=torch.float64, device=self.device)]
+        )
+        values = reduce_sum(values, ctx).tolist()  # the one host synchronisation per window
+        *means, bad_ranks, bad_step_sum, checkpoint_votes = values
+        processes = max(ctx.world_size, 1)
+        row = {k: v / processes for k, v in zip(keys, means)}
+        first_bad = bad_step_sum / bad_ranks if bad_ranks else -1.0  # a rank's step (ranks step together)
+        self.__init__(self.device)
+        return row, first_bad, checkpoint_votes > 0
+
+
+def run_key(config: Config, arm: Arm, dataset: FaceImages, processes: int) -> str:
+    """The fingerprint of `arm`'s training with `processes` training processes (see checkpoint.py)."""
+    return fingerprint(run_settings(config, arm, processes), dataset.digest())
+
+
+def reuse_finished_run(arm: Arm, key: str, out_dir: Path) -> dict:
+    """Copy the finished run `key` to out_dir; its summary, marked reused."""
+    final_dir = run_directory(key) / "final"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    shutil.copytree(final_dir, out_dir)
+    summary = json.loads((out_dir / SUMMARY_FILE).read_text())
+    print(f"train {arm.name}: identical run {key} already trained; reused its result")
+    return summary | {"reused": True}
+
+
+def finished_run(config: Config, arm: Arm, data_dir: str | Path, processes: int) -> tuple[str, bool]:
+    """(the key of `arm`'s run with `processes` processes, whether that run is finished in the run cache): lets a
+    head node without GPUs pick up arms trained elsewhere (README, "Arms in parallel") without launching anything."""
+    key = run_key(config, arm, FaceImages(data_dir, "train"), processes)
+    return key, (run_directory(key) / "final" / SUMMARY_FILE).is_file()
 
 
 def train_arm(
@@ -327,9 +439,11 @@ def train_arm(
     log_image: Callable[[np.ndarray, str], None] | None = None,
     progress: bool = True,
     stop_after: int | None = None,
+    key: str | None = None,
 ) -> dict:
     """Train `arm` (resuming or reusing a run with the same fingerprint) and write out_dir's outputs.
 
+    `key`: the run's fingerprint when the caller computed it already (for this world size); None computes it.
     `stop_after` ends the process's work after that many steps of this call (tests of interruption).
     Returns the summary written to out_dir/train.json (rank 0) or {} on other ranks.
     """
@@ -337,19 +451,15 @@ def train_arm(
     train = config.train
     configure_process(config, ctx)
     dataset = FaceImages(data_dir, "train")
-    settings = run_settings(config, arm, ctx.world_size)
-    key = fingerprint(settings, dataset.digest())
+    # Reading every training image is the fingerprint's cost (~30 GB for FFHQ at 512 px): rank 0 reads them.
+    if key is None:
+        key = broadcast_object(run_key(config, arm, dataset, ctx.world_size) if ctx.is_main else None, ctx)
     run_dir = run_directory(key)
     final_dir = run_dir / "final"
+    check_shared_directory(run_dir, ctx, CACHE_ENV)
 
     if (final_dir / SUMMARY_FILE).is_file():
-        if ctx.is_main:
-            shutil.rmtree(out_dir, ignore_errors=True)
-            shutil.copytree(final_dir, out_dir)
-            summary = json.loads((out_dir / SUMMARY_FILE).read_text())
-            print(f"train {arm.name}: identical run {key} already trained; reused its result")
-            return summary | {"reused": True}
-        return {}
+        return reuse_finished_run(arm, key, out_dir) if ctx.is_main else {}
 
     trainer = Trainer(config, arm, dataset, vgg_features, ctx)
     checkpoint = run_dir / CHECKPOINT_FILE
@@ -374,47 +484,58 @@ def train_arm(
         from tqdm import tqdm
 
         bar = tqdm(total=trainer.total_steps, initial=trainer.step, desc=f"train {arm.name}", unit="step")
-    window: list[dict[str, float]] = []
+    window = LogWindow(ctx.device)
     window_start = time.perf_counter()
     steps_this_call = 0
     last_good = trainer.step if checkpoint.is_file() else None
-    for _, images in loader:
-        start = time.perf_counter()
-        logs = trainer.train_step(images)
-        bad = [k for k, v in logs.items() if not math.isfinite(v)]
-        if any_rank(bool(bad), ctx):
+    writer = CheckpointWriter()
+    checkpoint_seconds = (config.scale.checkpoint_minutes or math.inf) * 60.0
+    last_checkpoint_time = time.monotonic()
+
+    def save_checkpoint() -> None:
+        nonlocal last_good, last_checkpoint_time
+        if ctx.is_main:
+            writer.save(trainer.state(key), checkpoint)
+        last_good, last_checkpoint_time = trainer.step, time.monotonic()
+
+    def stop_if_non_finite(first_bad: float) -> None:
+        if first_bad >= 0:
+            writer.wait()
             where = f"last good checkpoint: step {last_good} ({checkpoint})" if last_good is not None else "no checkpoint yet"
-            raise TrainingError(
-                f"train {arm.name}: non-finite loss at step {trainer.step} ({', '.join(bad) or 'on another rank'}); "
-                f"stopped; {where}"
-            )
-        trainer.seconds += time.perf_counter() - start
+            raise TrainingError(f"train {arm.name}: non-finite loss at step {int(first_bad)}; stopped; {where}")
+
+    for _, images in loader:
+        logs = trainer.train_step(images)
+        window.add(logs, trainer.step)
         trainer.step += 1
         steps_this_call += 1
-        window.append(logs)
         if bar is not None:
             bar.update(1)
-        if trainer.step % train.log_every == 0 or trainer.step == trainer.total_steps:
-            row = {k: float(np.mean([w[k] for w in window if k in w])) for k in {k for w in window for k in w}}
-            row = reduce_mean(row, ctx)
+        last_step = trainer.step == trainer.total_steps
+        step_checkpoint = trainer.step % train.checkpoint_every == 0 and not last_step
+        if trainer.step % train.log_every == 0 or last_step or step_checkpoint:
+            timed_out = ctx.is_main and time.monotonic() - last_checkpoint_time >= checkpoint_seconds
+            steps_in_window = window.steps
+            row, first_bad, timed_checkpoint = window.flush(ctx, want_checkpoint=timed_out)
+            stop_if_non_finite(first_bad)
+            # wall time between two host syncs: the GPU's work of the window, data loading included
             elapsed = time.perf_counter() - window_start
-            row["images_per_s"] = len(window) * trainer.global_batch / max(elapsed, 1e-9)
+            trainer.seconds += elapsed
+            row["images_per_s"] = steps_in_window * trainer.global_batch / max(elapsed, 1e-9)
             row["step"] = trainer.step
             trainer.curve.append(row)
-            window, window_start = [], time.perf_counter()
+            window_start = time.perf_counter()
             if log is not None and ctx.is_main:
                 log({k: v for k, v in row.items() if k != "step"}, trainer.step)
             if bar is not None:
                 bar.set_postfix(l1=f"{row.get('g_l1', float('nan')):.4f}")
+            if (step_checkpoint or timed_checkpoint) and not last_step:
+                save_checkpoint()
         if log_image is not None and ctx.is_main and trainer.step % train.sample_every == 0:
             log_image(trainer.sample_grid(), f"samples/step{trainer.step:06d}.png")
-        if trainer.step % train.checkpoint_every == 0 and trainer.step < trainer.total_steps:
-            if ctx.is_main:
-                atomic_save(trainer.state(key), checkpoint)
-            last_good = trainer.step
-            barrier(ctx)
         if stop_after is not None and steps_this_call >= stop_after:
             break
+    writer.wait()
     if bar is not None:
         bar.close()
     if trainer.step < trainer.total_steps:

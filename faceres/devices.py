@@ -1,0 +1,48 @@
+"""Which device a stage runs on, and moving host values there without a synchronisation.
+
+``profiles.<name>.gpus > 0`` means CUDA for training (one process per GPU under torchrun), restoration and
+evaluation; ``gpus: 0`` means the CPU even where CUDA exists. dlib's identity network always runs on the CPU
+(dlib-bin is a CPU build).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from faceres.config import Config
+from faceres.errors import ConfigError
+
+
+def check_gpus(config: Config) -> None:
+    """One-line error, before any compute, when the profile asks for more GPUs than this machine has."""
+    wanted = config.scale.gpus
+    if wanted == 0:
+        return
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if available < wanted:
+        raise ConfigError(
+            f"{config.source_file}: profiles.{config.profile}.gpus = {wanted}: this machine has {available} CUDA "
+            f"device(s); allowed: at most {available} (0 = CPU)"
+        )
+
+
+def stage_device(config: Config) -> torch.device:
+    """The device of a single-process stage (restore, evaluate): the first GPU when the profile has GPUs."""
+    check_gpus(config)
+    return torch.device(config.scale.device_type)
+
+
+def host_tensor(values: list[int] | list[float], device: torch.device, dtype: torch.dtype = torch.int64) -> torch.Tensor:
+    """`values` as a tensor on `device` by an asynchronous copy: the host does not wait for the device (CUDA
+    stages a pageable source at once, with no device synchronisation; a few bytes need no pinned buffer)."""
+    return torch.tensor(values, dtype=dtype).to(device, non_blocking=True)
+
+
+def autocast_off(device_type: str) -> contextlib.AbstractContextManager:
+    """A region where autocast is off (float32 math under a bf16 training step); a no-op on device types
+    without autocast (the meta device of the device-discipline tests)."""
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
