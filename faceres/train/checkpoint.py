@@ -21,7 +21,7 @@ import torch
 from faceres.errors import FaceresError
 
 # The library code a trained generator depends on; editing any of it changes the fingerprint.
-_CODE_PATHS = ("models", "train", "degrade", "losses.py", "config.py")
+_CODE_PATHS = ("models", "train", "degrade", "losses.py", "config.py", "streams.py", "devices.py")
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
