@@ -113,7 +113,7 @@ def train(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: b
         (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
         print(f"train {arm_name}: not run: {reason}")
         return summary
-    ctx = init_distributed()
+    ctx = init_distributed(use_cuda=config.scale.gpus > 0)  # gpus: 0 trains on the CPU even where CUDA exists
     try:
         vgg = None
         if config.train.perceptual_weight > 0 or config.train.style_weight > 0:

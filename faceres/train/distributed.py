@@ -58,7 +58,11 @@ def init_distributed(use_cuda: bool | None = None) -> DistContext:
 
 
 def average_gradients(parameters: list[torch.nn.Parameter], ctx: DistContext) -> None:
-    """Average the gradients of `parameters` over all ranks in one flattened all-reduce."""
+    """Average the gradients of `parameters` over all ranks in one flattened all-reduce.
+
+    Every rank must hold gradients for the same parameters (true here: all ranks run the same step), or the
+    flat buffers would not line up. No overlap with the backward pass (stylegan2-ada does the same).
+    """
     if not ctx.distributed:
         return
     grads = [p.grad for p in parameters if p.grad is not None]
