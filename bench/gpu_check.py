@@ -124,7 +124,7 @@ def train_check(label: str, overrides: dict, data_dir: Path, steps: int, precisi
 def restore_and_evaluate(work: Path, images: int) -> None:
     from faceres.config import load_config
     from faceres.data.prepare import prepare_dataset
-    from faceres.degrade_stage import degrade_dataset
+    from faceres.pipeline.degrade import degrade_dataset
     from faceres.errors import FaceresError
     from faceres.metrics.evaluate import EvalOptions, Networks, evaluate_folders
     from faceres.models import ModelConfig, generator_from_config

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from faceres.experiments import copy_checkout, run_dvc, set_params
+from faceres.pipeline.dvc import copy_checkout, run_dvc, set_params
 
 REPO = Path(__file__).resolve().parents[1]
 

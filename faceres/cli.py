@@ -1,4 +1,5 @@
-"""The `faceres` command: the pipeline's operations for ad-hoc use (the DVC stages call the same functions).
+"""The `faceres` command: the pipeline's operations for ad-hoc use (the DVC stages call the same
+faceres.pipeline functions directly) and the user's verbs (restore, eval, replay, model-summary, config).
 
 Every command reads params.yaml (``--params``) with optional ``-S KEY=VALUE`` overrides, as `dvc exp run -S`
 does. User errors print one line, ``error: ...``, and exit with status 2.
@@ -7,34 +8,13 @@ does. User errors print one line, ``error: ...``, and exit with status 2.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from faceres.config import Config, load_config, parse_override, to_flat_dict
-from faceres.errors import FaceresError
-
-EXIT_USER_ERROR = 2
-
-
-def user_errors_exit(main: Callable[..., int | None]) -> Callable[..., int]:
-    """Turn FaceresError into `error: <one line>` on stderr and exit status 2 (no traceback)."""
-
-    @functools.wraps(main)
-    def wrapper(*args, **kwargs) -> int:
-        try:
-            return main(*args, **kwargs) or 0
-        except FaceresError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_USER_ERROR
-        except KeyboardInterrupt:
-            print("error: interrupted", file=sys.stderr)
-            return 130
-
-    return wrapper
-
+from faceres.errors import user_errors_exit
 
 def add_params_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
@@ -65,32 +45,26 @@ def _cmd_config(args: argparse.Namespace) -> None:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> None:
-    from faceres import runs
+    from faceres.pipeline import prepare
 
-    runs.prepare(config_from_args(args), Path(args.out), track=not args.no_track)
+    prepare.run(config_from_args(args), Path(args.out), track=not args.no_track)
 
 
 def _cmd_degrade(args: argparse.Namespace) -> None:
-    from faceres import runs
+    from faceres.pipeline import degrade
 
     config = config_from_args(args)
     for task in args.task:
-        runs.degrade(config, task, Path(args.data), Path(args.out) / task, track=not args.no_track)
+        degrade.run(config, task, Path(args.data), Path(args.out) / task, track=not args.no_track)
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from faceres import runs
-    from faceres.train.launch import relaunch_under_torchrun, under_torchrun
+    from faceres.pipeline import train
 
-    config = config_from_args(args)
-    if not under_torchrun() and runs.train_reusing(config, args.arm, Path(args.data), Path(args.out),
-                                                   track=not args.no_track) is not None:
-        return  # trained here (CPU), or trained before by another job or node: copied, nothing launched
     forwarded = ["train", args.arm, "--params", args.params, "--data", args.data, "--out", args.out]
     forwarded += [f"-S{o}" for o in args.overrides] + (["--no-track"] if args.no_track else [])
-    if relaunch_under_torchrun(config, forwarded):
-        return
-    runs.train(config, args.arm, Path(args.data), Path(args.out), track=not args.no_track)
+    train.run_or_launch(config_from_args(args), args.arm, Path(args.data), Path(args.out), not args.no_track,
+                        forwarded)
 
 
 def _cmd_restore(args: argparse.Namespace) -> None:
@@ -106,17 +80,17 @@ def _cmd_restore(args: argparse.Namespace) -> None:
 
 
 def _cmd_restore_arm(args: argparse.Namespace) -> None:
-    from faceres import runs
+    from faceres.pipeline import restore
 
-    runs.restore(config_from_args(args), args.arm, Path(args.models) / args.arm, Path(args.degraded),
-                 Path(args.out) / args.arm, args.task, track=not args.no_track)
+    restore.run(config_from_args(args), args.arm, Path(args.models) / args.arm, Path(args.degraded),
+                Path(args.out) / args.arm, args.task, track=not args.no_track)
 
 
 def _cmd_evaluate_method(args: argparse.Namespace) -> None:
-    from faceres import runs
+    from faceres.pipeline import evaluate
 
-    runs.evaluate(config_from_args(args), args.method, args.task, Path(args.data), Path(args.degraded),
-                  Path(args.restored), Path(args.out), track=not args.no_track)
+    evaluate.run(config_from_args(args), args.method, args.task, Path(args.data), Path(args.degraded),
+                 Path(args.restored), Path(args.out), track=not args.no_track)
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
@@ -143,10 +117,10 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
-    from faceres import runs
+    from faceres.pipeline import report
 
-    runs.report(config_from_args(args), Path(args.metrics), Path(args.data), Path(args.degraded),
-                Path(args.restored), Path(args.out), track=not args.no_track)
+    report.run(config_from_args(args), Path(args.metrics), Path(args.data), Path(args.degraded),
+               Path(args.restored), Path(args.out), Path(args.weights_record), track=not args.no_track)
 
 
 def _cmd_model_summary(args: argparse.Namespace) -> None:
@@ -156,17 +130,13 @@ def _cmd_model_summary(args: argparse.Namespace) -> None:
 
 
 def _cmd_weights(args: argparse.Namespace) -> None:
-    from faceres.weights import NETWORKS, ensure_weights, weights_report
+    from faceres.pipeline import weights
 
-    ensure_weights(args.network or NETWORKS, sources=args.sources)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(weights_report(), indent=2) + "\n")
+    weights.run(Path(args.out) if args.out else None, args.network, args.sources)
 
 
 def _cmd_replay(args: argparse.Namespace) -> None:
-    from faceres.degrade_stage import replay_image
+    from faceres.pipeline.degrade import replay_image
 
     out = replay_image(Path(args.degraded), args.image_id, Path(args.data), Path(args.out))
     print(out)
@@ -254,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--degraded", default="data/degraded")
     p.add_argument("--restored", default="data/restored")
     p.add_argument("--out", default="reports")
+    p.add_argument("--weights-record", default="data/weights.json", help="the weights stage's record")
     p.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
     p.set_defaults(func=_cmd_report)
 

@@ -1,8 +1,16 @@
 """User-facing errors: one line that names the file, key or value and says what is allowed.
 
 Library code raises these instead of letting a traceback reach the user; the CLI and the stage entry points
-print ``error: <message>`` and exit with status 2.
+(:func:`user_errors_exit`) print ``error: <message>`` and exit with status 2.
 """
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable
+
+EXIT_USER_ERROR = 2
 
 
 class FaceresError(Exception):
@@ -28,3 +36,20 @@ class WeightsError(FaceresError):
 
 class TrackingError(FaceresError):
     """The MLflow tracking store cannot be reached or written."""
+
+
+def user_errors_exit(main: Callable[..., int | None]) -> Callable[..., int]:
+    """Turn FaceresError into `error: <one line>` on stderr and exit status 2 (no traceback)."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs) -> int:
+        try:
+            return main(*args, **kwargs) or 0
+        except FaceresError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            return 130
+
+    return wrapper

@@ -7,8 +7,6 @@ caller decides whether that stops the run or is recorded and skipped (``data.on_
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from faceres.errors import DataError
+from faceres.files import atomic_write
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 ALLOWED = "8-bit RGB (PNG, JPEG, WebP, BMP or TIFF)"
@@ -102,13 +101,6 @@ def write_png(path: str | Path, array: np.ndarray) -> None:
     path = Path(path)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"write_png expects (H, W, 3) uint8, got {array.shape} {array.dtype}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            # compress_level 1: PNG stays lossless; the default level 6 triples the write time for ~10% size.
-            Image.fromarray(array).save(handle, format="PNG", compress_level=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as handle:
+        # compress_level 1: PNG stays lossless; the default level 6 triples the write time for ~10% size.
+        Image.fromarray(array).save(handle, format="PNG", compress_level=1)

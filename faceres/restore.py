@@ -17,7 +17,7 @@ from faceres.errors import DataError, FaceresError
 from faceres.imageio import list_images, read_rgb, write_png
 from faceres.models import Generator, ModelConfig, generator_from_config
 from faceres.train.checkpoint import load_checkpoint
-from faceres.streams import key_of
+from faceres.seeds import key_of
 from faceres.devices import host_tensor
 
 

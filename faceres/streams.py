@@ -12,6 +12,8 @@ streams is one tensor expression on the batch's own device:
   ~1e-6 across device types;
 - fake and meta tensors pass through (tests/test_device.py runs a training step on fake CUDA tensors).
 
+Keys come from :func:`faceres.seeds.key_of` (host-side, sha256 of their parts).
+
 Construction. A key is a 63-bit integer held as two 32-bit words in int64 lanes, so every product of a word
 and the 27-bit multiplier of :func:`_mix32` stays below 2**63. Word i of stream k is four rounds of
 :func:`_mix32` over i mixed with the key's two (pre-mixed) words; uniforms take 53 (float64) or 24 (float32)
@@ -21,19 +23,11 @@ correlation between neighbouring indices and neighbouring keys.
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 
 _MASK32 = 0xFFFFFFFF
 _MULTIPLIER = 0x45D9F3B  # < 2**27: the integer hash of T. Mueller (lowbias avalanche in 2 rounds)
 _GOLDEN = 0x9E3779B9
-
-
-def key_of(*parts: object) -> int:
-    """A 63-bit key from its parts (sha256 of their text), stable across machines and Python versions."""
-    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
 
 
 def _mix32(x: torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,6 @@ from __future__ import annotations
 import bz2
 import contextlib
 import fcntl
-import hashlib
 import importlib.util
 import json
 import os
@@ -61,6 +60,7 @@ import numpy as np
 import torch
 
 from faceres.errors import DataError, WeightsError
+from faceres.files import atomic_write, sha256_file
 from faceres.paths import cache_root
 
 NETWORKS: tuple[str, ...] = ("vgg16", "alexnet", "inception", "dlib_face", "dlib_landmarks")
@@ -213,14 +213,6 @@ def resolve_sources(sources: Sequence[str] | str | None = None) -> tuple[str, ..
             f"allowed: a comma-separated subset of {','.join(SOURCES)}"
         )
     return tuple(dict.fromkeys(names))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -661,21 +653,19 @@ def _read_manifest(directory: Path) -> dict[str, dict]:
 
 
 def _write_manifest(directory: Path, entries: Mapping[str, dict]) -> None:
-    path = directory / MANIFEST_NAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"version": 1, "files": dict(sorted(entries.items()))}, indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_write(directory / MANIFEST_NAME) as handle:
+        handle.write((json.dumps({"version": 1, "files": dict(sorted(entries.items()))}, indent=2) + "\n").encode())
 
 
 def _store(payload: _Payload, spec: NetworkSpec, directory: Path) -> dict:
     target = directory / spec.cache_file
-    tmp = target.with_name(target.name + ".tmp")
-    if payload.state is not None:
-        torch.save(payload.state, tmp)
-    else:
-        assert payload.file is not None
-        shutil.copyfile(payload.file, tmp)
-    os.replace(tmp, target)
+    with atomic_write(target) as handle:
+        if payload.state is not None:
+            torch.save(payload.state, handle)
+        else:
+            assert payload.file is not None
+            with open(payload.file, "rb") as source:
+                shutil.copyfileobj(source, handle)
     return {"file": spec.cache_file, "source": payload.source, "sha256": sha256_file(target),
             "size": target.stat().st_size}  # fmt: skip
 

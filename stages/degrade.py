@@ -2,10 +2,7 @@
 
 import sys
 
-from faceres.cli import main
+from faceres.pipeline import degrade
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        sys.exit("usage: python stages/degrade.py TASK [faceres degrade options]")
-    task, rest = sys.argv[1], sys.argv[2:]
-    sys.exit(main(["degrade", "--task", task, "--data", "data/prepared", "--out", "data/degraded", *rest]))
+    sys.exit(degrade.main(sys.argv[1:]))

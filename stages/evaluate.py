@@ -2,10 +2,7 @@
 
 import sys
 
-from faceres.cli import main
+from faceres.pipeline import evaluate
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3:
-        sys.exit("usage: python stages/evaluate.py METHOD TASK [TASK ...]")
-    method, tasks = sys.argv[1], sys.argv[2:]
-    sys.exit(main(["evaluate-method", method, *[f"--task={t}" for t in tasks]]))
+    sys.exit(evaluate.main(sys.argv[1:]))

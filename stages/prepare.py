@@ -2,7 +2,7 @@
 
 import sys
 
-from faceres.cli import main
+from faceres.pipeline import prepare
 
 if __name__ == "__main__":
-    sys.exit(main(["prepare", "--out", "data/prepared", *sys.argv[1:]]))
+    sys.exit(prepare.main(sys.argv[1:]))

@@ -2,7 +2,7 @@
 
 import sys
 
-from faceres.cli import main
+from faceres.pipeline import report
 
 if __name__ == "__main__":
-    sys.exit(main(["report", *sys.argv[1:]]))
+    sys.exit(report.main(sys.argv[1:]))

@@ -2,10 +2,7 @@
 
 import sys
 
-from faceres.cli import main
+from faceres.pipeline import restore
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3:
-        sys.exit("usage: python stages/restore.py ARM TASK [TASK ...]")
-    arm, tasks = sys.argv[1], sys.argv[2:]
-    sys.exit(main(["restore-arm", arm, *[f"--task={t}" for t in tasks]]))
+    sys.exit(restore.main(sys.argv[1:]))

@@ -2,7 +2,7 @@
 
 import sys
 
-from faceres.cli import main
+from faceres.pipeline import weights
 
 if __name__ == "__main__":
-    sys.exit(main(["weights", "--out", "data/weights.json", *sys.argv[1:]]))
+    sys.exit(weights.main(sys.argv[1:]))

@@ -8,7 +8,7 @@ import pytest
 
 from faceres.cli import main as cli
 from faceres.data.prepare import prepare_dataset
-from faceres.degrade_stage import degrade_dataset
+from faceres.pipeline.degrade import degrade_dataset
 from faceres.imageio import read_rgb
 from tests.conftest import small_config
 

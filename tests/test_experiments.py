@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from faceres.experiments import copy_checkout, run_dvc, set_params
+from faceres.pipeline.dvc import copy_checkout, run_dvc, set_params
 from faceres.weights import ensure_weights, weights_dir
 from tests.conftest import REPO
 

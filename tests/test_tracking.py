@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from faceres.errors import TrackingError
-from faceres.tracking import check_reachable, config_digest, project_root, stage_run, tracking_uri
+from faceres.pipeline.tracking import check_reachable, config_digest, project_root, stage_run, tracking_uri
 from tests.conftest import small_config
 
 

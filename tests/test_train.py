@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from faceres.data.prepare import prepare_dataset
-from faceres.train.loop import CHECKPOINT_FILE, run_directory
+from faceres.train.checkpoint import CHECKPOINT_FILE
+from faceres.train.loop import run_directory
 from tests.conftest import REPO, small_config
 
 # A tiny run: 64 px, width 0.125, 8 training images (one global batch of 8 per step), 4 steps, no VGG

@@ -13,8 +13,6 @@ a failed run leaves no half-written dataset behind.
 
 from __future__ import annotations
 
-import hashlib
-import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,9 @@ from PIL import Image
 from faceres.config import Config, FolderConfig
 from faceres.data import synthetic
 from faceres.errors import DataError
+from faceres.files import atomic_directory
 from faceres.imageio import list_images, read_rgb, write_png
+from faceres.seeds import unit_of
 
 MANIFEST = "manifest.csv"
 IMAGES = "images"
@@ -44,17 +44,11 @@ class SourceItem:
     split: str | None = None  # None: decided by the identity split
 
 
-def unit_hash(*parts: object) -> float:
-    """A stable pseudo-random number in [0, 1) from its parts (same on every machine and Python version)."""
-    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
 def split_identities(identities: Iterable[str], test_fraction: float, seed: int) -> set[str]:
     """The test identities: the `round(test_fraction * n)` identities that rank first by a seeded hash."""
     unique = sorted(set(identities))
     n_test = max(1, round(test_fraction * len(unique))) if len(unique) > 1 else 0
-    ranked = sorted(unique, key=lambda identity: (unit_hash("split", seed, identity), identity))
+    ranked = sorted(unique, key=lambda identity: (unit_of("split", seed, identity), identity))
     return set(ranked[:n_test])
 
 
@@ -193,47 +187,42 @@ def prepare_dataset(
     out_dir = Path(out_dir)
     source = config.data.source
     items = synthetic_items(config) if source == "synthetic" else folder_items(config.data.folder)
-    tmp_dir = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    (tmp_dir / IMAGES).mkdir(parents=True)
-    splits = assign_splits(items, config)
-    for split in set(splits):
-        (tmp_dir / IMAGES / split).mkdir()
-    jobs = [
-        _Job(
-            item=item,
-            source=source,
-            seed=config.seed,
-            resolution=config.resolution,
-            upscale=config.data.folder.upscale,
-            out_file=str(tmp_dir / IMAGES / split / f"{item.image_id}.png"),
-        )
-        for item, split in zip(items, splits)
-    ]
-    workers = config.scale.workers if workers is None else workers
-    results = parallel_map(_run_job, jobs, workers)
-    if progress:
-        from tqdm import tqdm
+    with atomic_directory(out_dir) as tmp_dir:
+        (tmp_dir / IMAGES).mkdir()
+        splits = assign_splits(items, config)
+        for split in set(splits):
+            (tmp_dir / IMAGES / split).mkdir()
+        jobs = [
+            _Job(
+                item=item,
+                source=source,
+                seed=config.seed,
+                resolution=config.resolution,
+                upscale=config.data.folder.upscale,
+                out_file=str(tmp_dir / IMAGES / split / f"{item.image_id}.png"),
+            )
+            for item, split in zip(items, splits)
+        ]
+        workers = config.scale.workers if workers is None else workers
+        results = parallel_map(_run_job, jobs, workers)
+        if progress:
+            from tqdm import tqdm
 
-        results = tqdm(results, total=len(jobs), desc=f"prepare ({source})", unit="img", leave=False)
-    reasons = list(results)
+            results = tqdm(results, total=len(jobs), desc=f"prepare ({source})", unit="img", leave=False)
+        reasons = list(results)
 
-    bad = [(item, reason) for item, reason in zip(items, reasons) if reason is not None]
-    if bad and config.data.on_bad_image == "fail":
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        first = bad[0][1]
-        more = f" (and {len(bad) - 1} more bad image(s): {', '.join(i.source_file for i, _ in bad[1:4])}" + (
-            ", ...)" if len(bad) > 4 else ")"
-        )
-        raise DataError(first + (more if len(bad) > 1 else "") + "; set data.on_bad_image: skip to skip them")
-    if len(bad) == len(items):
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise DataError(f"{source}: every image was unusable, e.g. {bad[0][1]}")
+        bad = [(item, reason) for item, reason in zip(items, reasons) if reason is not None]
+        if bad and config.data.on_bad_image == "fail":
+            first = bad[0][1]
+            more = f" (and {len(bad) - 1} more bad image(s): {', '.join(i.source_file for i, _ in bad[1:4])}" + (
+                ", ...)" if len(bad) > 4 else ")"
+            )
+            raise DataError(first + (more if len(bad) > 1 else "") + "; set data.on_bad_image: skip to skip them")
+        if len(bad) == len(items):
+            raise DataError(f"{source}: every image was unusable, e.g. {bad[0][1]}")
 
-    manifest = _manifest(items, splits, reasons)
-    manifest.to_csv(tmp_dir / MANIFEST, index=False)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp_dir.rename(out_dir)
+        manifest = _manifest(items, splits, reasons)
+        manifest.to_csv(tmp_dir / MANIFEST, index=False)
     return manifest
 
 

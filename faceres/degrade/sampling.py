@@ -30,7 +30,6 @@ image by (seed, step, global position), not from CPU generators: drawn where the
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import typing
@@ -40,6 +39,7 @@ from typing import Any, ClassVar
 import torch
 
 from faceres import streams
+from faceres.seeds import hash64
 from faceres.config import TASKS, BFRConfig, SRConfig
 from faceres.degrade.ops import scaled_size
 from faceres.errors import ConfigError, DataError
@@ -58,8 +58,7 @@ def image_seed(global_seed: int, task: str, image_id: str) -> int:
     """A 63-bit seed for one image of one task, stable across machines and Python versions."""
     if isinstance(global_seed, bool) or not isinstance(global_seed, int):
         raise ConfigError(f"seed = {global_seed!r}: allowed: an integer")
-    key = json.dumps([global_seed, task, str(image_id)], ensure_ascii=True).encode()
-    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") & (2**63 - 1)
+    return hash64(json.dumps([global_seed, task, str(image_id)], ensure_ascii=True)) & (2**63 - 1)
 
 
 def make_generator(seed: int) -> torch.Generator:

@@ -4,7 +4,7 @@ The Inception network is pytorch-fid's; the Frechet distance is its formula, com
 eigendecompositions instead of a general matrix square root (see :func:`frechet_distance`).
 
 Statistics of an image set are cached on disk under a key made of the files' names and contents and the
-Inception weights, so the ground-truth statistics are computed once however many restorations are scored.
+Inception weights and the code that computes them, so the ground-truth statistics are computed once however many restorations are scored.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from faceres.errors import DataError
+from faceres.files import atomic_write, sha256_file, source_digest
 from faceres.metrics.images import ImageSource, inception_activations, resolve_images
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 # Below the feature dimension the covariance is singular; FID is then biased and unstable.
 MIN_RELIABLE_FID_IMAGES = 2048
 _CACHE_FORMAT = "faceres-fid-stats-v1"
+# The code that turns image files into cached statistics and features: loading, resizing, normalization
+# (metrics/images.py, imageio.py), the statistics (here) and the networks' construction, the identity
+# embedder's alignment included (weights.py). Its digest is part of every cache key: an edit recomputes.
+_FEATURE_CODE = ("imageio.py", "metrics/images.py", "metrics/fid.py", "weights.py")
 
 
 class UnreliableMetricWarning(UserWarning):
@@ -81,19 +86,11 @@ def frechet_distance(a: GaussianStats, b: GaussianStats) -> float:
     return float(diff @ diff + np.trace(sigma_a) + np.trace(sigma_b) - 2 * trace_covmean)
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.blake2b(digest_size=20)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def content_key(paths: list[Path]) -> str:
     """Hash of an image set: the sorted (file name, file content) pairs; independent of the folder's location."""
     digest = hashlib.sha256()
     for path in sorted(paths, key=lambda p: p.name):
-        digest.update(f"{path.name}\0{_file_digest(path)}\n".encode())
+        digest.update(f"{path.name}\0{sha256_file(path)}\n".encode())
     return digest.hexdigest()
 
 
@@ -115,7 +112,8 @@ def network_key(model: nn.Module) -> str:
 
 
 def _cache_path(cache_dir: Path, paths: list[Path], model: nn.Module) -> Path:
-    key = hashlib.sha256(f"{_CACHE_FORMAT}\0{content_key(paths)}\0{network_key(model)}".encode()).hexdigest()
+    key = hashlib.sha256(f"{_CACHE_FORMAT}\0{content_key(paths)}\0{network_key(model)}\0{_code_key()}".encode())
+    key = key.hexdigest()
     return cache_dir / f"{key[:40]}.npz"
 
 
@@ -128,12 +126,13 @@ def _read_cache(path: Path) -> GaussianStats | None:
         return None
 
 
+def _code_key() -> str:
+    return source_digest(*_FEATURE_CODE)
+
+
 def _atomic_savez(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(partial, "wb") as handle:
+    with atomic_write(path) as handle:  # concurrent evaluations never read half a file
         np.savez(handle, **arrays)
-    os.replace(partial, path)  # atomic: concurrent evaluations never read half a file
 
 
 def image_set_statistics(
@@ -190,7 +189,8 @@ def cached_features(
     """
     if cache_dir is None or network_key is None:
         return compute()
-    key = hashlib.sha256(f"{_CACHE_FORMAT}-features\0{content_key(paths)}\0{network_key}".encode()).hexdigest()
+    key = hashlib.sha256(f"{_CACHE_FORMAT}-features\0{content_key(paths)}\0{network_key}\0{_code_key()}".encode())
+    key = key.hexdigest()
     cache_file = Path(cache_dir) / f"features-{key[:40]}.npz"
     names = [p.name for p in paths]
     if cache_file.is_file():

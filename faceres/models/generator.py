@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from faceres import streams
+from faceres.seeds import key_of
 from faceres.models.architecture import (
     BOTTLENECK_RESOLUTION,
     DEFAULT_SKIPS,
@@ -240,7 +241,7 @@ class Generator(nn.Module):
             raise ValueError(f"noise_mode={noise_mode!r}: allowed {NOISE_MODES}")
         if noise_mode == "random":
             if noise_keys is None:
-                base = streams.key_of("generator-noise", self.noise_seed, self._noise_calls)
+                base = key_of("generator-noise", self.noise_seed, self._noise_calls)
                 self._noise_calls += 1
                 noise_keys = streams.keys_for(base, torch.arange(image.shape[0], device=image.device))
             elif noise_keys.device != image.device or noise_keys.shape != (image.shape[0],):

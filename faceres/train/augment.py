@@ -29,7 +29,8 @@ from faceres.config import AugmentConfig, BFRConfig
 from faceres.degrade.pipeline import apply_bfr_tensor
 from faceres.devices import host_tensor
 from faceres.degrade.sampling import OnlineBFRParams, clamp_to_ranges, sample_online
-from faceres.streams import key_of, keys_for
+from faceres.seeds import key_of, unit_of
+from faceres.streams import keys_for
 
 
 @dataclass
@@ -42,7 +43,7 @@ class HardenedBatch:
 
 def selected_images(aug: AugmentConfig, seed: int, step: int, positions: list[int]) -> list[int]:
     """Indices (into this rank's batch) of the images hardened at `step`: one draw per global position."""
-    return [i for i, p in enumerate(positions) if key_of("augment", seed, step, p) * 2.0**-63 < aug.prob]
+    return [i for i, p in enumerate(positions) if unit_of("augment", seed, step, p) < aug.prob]
 
 
 def _ranges(cfg: BFRConfig) -> dict[str, float]:

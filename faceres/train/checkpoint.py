@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -19,30 +17,22 @@ from typing import Any
 import torch
 
 from faceres.errors import FaceresError
+from faceres.files import atomic_write, source_digest
+
+# The files of a training run: the run cache's checkpoint and final/ folder, and models/<arm>/
+GENERATOR_FILE = "generator.pt"
+CURVE_FILE = "curve.csv"
+SUMMARY_FILE = "train.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
 
 # The library code a trained generator depends on; editing any of it changes the fingerprint.
 _CODE_PATHS = ("models", "train", "degrade", "losses.py", "config.py", "streams.py", "devices.py")
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def code_digest() -> str:
     """sha256 over the source files that define how a generator is trained."""
-    package = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for name in _CODE_PATHS:
-        path = package / name
-        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
-        for file in files:
-            digest.update(str(file.relative_to(package)).encode())
-            digest.update(file.read_bytes())
-    return digest.hexdigest()
+    return source_digest(*_CODE_PATHS)
 
 
 def fingerprint(settings: dict[str, Any], data_digest: str) -> str:
@@ -51,19 +41,9 @@ def fingerprint(settings: dict[str, Any], data_digest: str) -> str:
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temp file in the same directory, fsync, then rename: a kill leaves the old file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save, atomically and fsynced: a kill leaves the old file intact."""
+    with atomic_write(path, fsync=True) as handle:
+        torch.save(obj, handle)
 
 
 def _to_host(obj: Any) -> Any:

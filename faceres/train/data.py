@@ -23,7 +23,8 @@ from faceres.data.prepare import read_manifest
 from faceres.degrade.sampling import OnlineBFRParams, sample_online
 from faceres.errors import DataError
 from faceres.imageio import read_rgb
-from faceres.streams import key_of, keys_for
+from faceres.seeds import key_of
+from faceres.streams import keys_for
 
 
 def seeded(*parts: object, device: str | torch.device = "cpu") -> torch.Generator:

@@ -32,6 +32,7 @@ from faceres.config import Config, to_flat_dict
 from faceres.degrade.ops import to_uint8
 from faceres.degrade.pipeline import apply_bfr_tensor
 from faceres.errors import ConfigError, FaceresError
+from faceres.files import sha256_file
 from faceres.losses import (
     GeneratorLoss,
     LossWeights,
@@ -41,9 +42,20 @@ from faceres.losses import (
 )
 from faceres.models import ModelConfig, build_models
 from faceres.paths import CACHE_ENV, cache_root
-from faceres.streams import key_of, keys_for
+from faceres.seeds import key_of
+from faceres.streams import keys_for
 from faceres.train.augment import harden
-from faceres.train.checkpoint import CheckpointWriter, fingerprint, load_checkpoint, sha256_file, atomic_save
+from faceres.train.checkpoint import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_FORMAT,
+    CURVE_FILE,
+    GENERATOR_FILE,
+    SUMMARY_FILE,
+    CheckpointWriter,
+    atomic_save,
+    fingerprint,
+    load_checkpoint,
+)
 from faceres.train.data import FaceImages, StepBatchSampler, StepPlan, step_degradations
 from faceres.train.distributed import (
     DistContext,
@@ -55,11 +67,6 @@ from faceres.train.distributed import (
 )
 from faceres.train.precision import Precision
 
-GENERATOR_FILE = "generator.pt"
-CURVE_FILE = "curve.csv"
-SUMMARY_FILE = "train.json"
-CHECKPOINT_FILE = "checkpoint.pt"
-CHECKPOINT_FORMAT = 1
 
 
 class TrainingError(FaceresError):

