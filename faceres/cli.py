@@ -35,6 +35,13 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def _cmd_config(args: argparse.Namespace) -> None:
     config = config_from_args(args)
+    if args.reference:
+        import yaml
+
+        from faceres.params_doc import reference_markdown
+
+        print(reference_markdown(yaml.safe_load(Path(args.params).read_text())))
+        return
     flat = {k: v for k, v in to_flat_dict(config).items() if not k.startswith("profiles.")}
     flat.update({f"scale.{k}": v for k, v in to_flat_dict(config.scale).items()})
     processes = max(config.scale.gpus, 1)
@@ -148,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="validate params.yaml and print the effective parameters")
     add_params_arguments(p)
+    p.add_argument("--reference", action="store_true",
+                   help="print the parameter reference (every key, its default, its meaning) as Markdown")
     p.set_defaults(func=_cmd_config)
 
     p = sub.add_parser("prepare", help="render or import face images at the profile resolution")

@@ -73,20 +73,33 @@ class ProfileConfig:
     resolution: int = field(
         metadata=_check(lambda v: _is_power_of_two(v) and 16 <= v <= 512, "a power of two in 16..512")
     )
+    """image size in px; the skip nodes are 8..min(resolution, 256) px (64 px: 4 nodes, 6 skips need >= 256)"""
     width: float = field(metadata=_check(lambda v: 0.0 < v <= 1.0, "a channel multiplier in (0, 1]"))
+    """channel multiplier on the paper's network widths"""
     batch: int = field(metadata=_positive_int)
+    """the global batch, split evenly over the training processes (gpus, or 1 on the CPU); each share a multiple of the minibatch-std group (4)"""
     epochs: int = field(metadata=_positive_int)
+    """passes over the training images per arm"""
     gpus: int = field(metadata=_non_negative_int)
+    """0 = train, restore and evaluate on the CPU (even where CUDA exists); N > 0 = N torchrun processes (NCCL), restore/evaluate on the first GPU"""
     workers: int = field(metadata=_non_negative_int)
+    """worker processes for data preparation, degradation and loading"""
     precision: PrecisionMode
+    """fp32 / tf32 (CUDA matmuls and convolutions in TF32) / bf16 (G, D and VGG16 under bfloat16 autocast + TF32)"""
     channels_last: bool
+    """NHWC memory layout for the networks (same arithmetic; time it with bench/train_step.py on your GPU)"""
     identities: int = field(metadata=_check(lambda v: v >= 2, "an integer >= 2"))
+    """synthetic source: identities rendered"""
     images_per_identity: int = field(metadata=_positive_int)
+    """synthetic source: faces rendered per identity"""
     deterministic: bool = True
+    """deterministic kernels (CPU runs resume bit-exactly); false lets cuDNN pick the fastest kernels (cudnn.benchmark)"""
     r1_gamma: float = field(default=10.0, metadata=_check(lambda v: v >= 0, "a number >= 0"))
+    """R1 penalty weight on reals; StyleGAN2-ADA's heuristic 0.0002 R^2 / batch (cpu 0.1, gpu 1.0); paper: 10, GFPGAN's value at 512 px"""
     checkpoint_minutes: float | None = field(
         default=None, metadata=_check(lambda v: v is None or v > 0, "null (steps only) or minutes > 0")
     )
+    """also checkpoint every this many minutes (null: only every train.checkpoint_every steps)"""
 
     @property
     def device_type(self) -> str:
@@ -99,18 +112,27 @@ class FolderConfig:
     """A directory of aligned face photos (FFHQ / CelebA-HQ style)."""
 
     train_dir: str
+    """folder of aligned face photos, e.g. FFHQ images1024x1024"""
     test_dir: str | None = None
+    """a separate test folder, e.g. CelebA-HQ; null = split train_dir by identity"""
     identities_csv: str | None = None
+    """CSV with file,identity columns; null = one identity per image"""
     limit: int | None = field(default=None, metadata=_check(lambda v: v is None or v > 0, "null or > 0"))
+    """use at most this many images (sorted by name); null = all"""
     upscale: bool = False  # allow images smaller than the resolution (upsampled; otherwise a bad image)
+    """accept images smaller than the resolution, upsampled (CelebA-10k is 89x109); false = a bad image"""
 
 
 @dataclass(frozen=True)
 class DataConfig:
     source: Literal["synthetic", "folder"]
+    """synthetic (embedded renderer, no download) / folder (any directory of aligned face photos)"""
     test_fraction: float = field(metadata=_check(lambda v: 0.0 < v < 1.0, "a number in (0, 1)"))
+    """share of identities held out for testing (split by identity, from seed)"""
     on_bad_image: Literal["fail", "skip"]
+    """fail / skip (skip records the file and the reason in the manifest)"""
     folder: FolderConfig
+    """the folder source"""
 
 
 @dataclass(frozen=True)
@@ -121,12 +143,19 @@ class BFRConfig:
     """
 
     blur_sigma: tuple[float, float] = field(metadata=_range_check(0.01, 50.0))
+    """Gaussian blur sigma range in px at 512 px"""
     kernel_size: int = field(metadata=_check(lambda v: v >= 3 and v % 2 == 1, "an odd integer >= 3"))
+    """blur kernel size at 512 px (odd)"""
     anisotropic_prob: float = field(metadata=_probability)
+    """share of anisotropic (rotated, two-sigma) kernels"""
     downsample: tuple[float, float] = field(metadata=_range_check(0.5, 32.0))
+    """downsampling factor range (input px per low-resolution px)"""
     noise_sigma: tuple[float, float] = field(metadata=_range_check(0.0, 255.0))
+    """Gaussian noise sigma range on the 0..255 scale"""
     jpeg_quality: tuple[int, int] = field(metadata=_range_check(1, 100, "integers"))
+    """JPEG quality range (integers)"""
     scale_to_resolution: bool = True
+    """scale blur sigma and kernel size with resolution / 512"""
 
     def at_resolution(self, resolution: int) -> "BFRConfig":
         """The same degradation relative to the face at `resolution` px: blur sigma and kernel scale along."""
@@ -146,6 +175,7 @@ class SRConfig:
     """Super-resolution input: the ground truth downsampled by `factor` (bicubic, antialiased)."""
 
     factor: int = field(metadata=_check(lambda v: _is_power_of_two(v) and v >= 2, "a power of two >= 2"))
+    """downsampling factor of the super-resolution input"""
 
 
 @dataclass(frozen=True)
@@ -153,9 +183,13 @@ class DegradeConfig:
     splits: tuple[Literal["train", "test"], ...] = field(
         metadata=_check(lambda v: len(v) > 0 and len(set(v)) == len(v), "a non-empty list of train/test")
     )
+    """offline-degraded splits; training degrades online with the same ops"""
     bfr: BFRConfig
+    """GFPGAN-style blind degradation: blur, downsample, noise, JPEG, resize back"""
     sr8: SRConfig
+    """8x super-resolution input (bicubic)"""
     sr16: SRConfig
+    """16x super-resolution input (bicubic)"""
 
     def task(self, name: str) -> BFRConfig | SRConfig:
         if name not in TASKS:
@@ -169,37 +203,59 @@ class AugmentConfig:
     sample's degradation by a harder one found against the current generator, inside the configured ranges."""
 
     prob: float = field(metadata=_probability)
+    """share of each batch whose degradation is replaced by a harder one"""
     mode: Literal["worst_of_k", "pgd", "both"]
+    """worst_of_k / pgd / both (worst of K candidates, then PGD steps from it)"""
     candidates: int = field(metadata=_check(lambda v: v >= 2, "an integer >= 2 (worst of K)"))
+    """K: degradations drawn per hardened image, the one with the largest restoration L1 kept"""
     pgd_steps: int = field(metadata=_positive_int)
+    """signed-gradient ascent steps on the continuous degradation parameters"""
     pgd_step: float = field(metadata=_check(lambda v: 0 < v <= 1, "a fraction of each range in (0, 1]"))
+    """each PGD step, as a share of each parameter's range"""
     pixel_eps: float = field(metadata=_check(lambda v: 0 <= v <= 255, "an L-inf radius in [0, 255] (0 = off)"))
+    """extra L-inf pixel perturbation of the degraded input (0..255 scale); 0 = off"""
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     lr: float = field(metadata=_check(lambda v: 0.0 < v < 1.0, "a learning rate in (0, 1)"))
+    """Adam learning rate of G and D (appendix A: 2.5e-3)"""
     betas: tuple[float, float] = field(
         metadata=_check(lambda v: all(0.0 <= b < 1.0 for b in v), "two Adam betas in [0, 1)")
     )
+    """Adam betas (appendix A: 0.0, 0.99)"""
     l1_weight: float = field(metadata=_check(lambda v: v >= 0, "a number >= 0"))
+    """weight of the pixel L1 term of L_rec"""
     perceptual_weight: float = field(metadata=_check(lambda v: v >= 0, "a number >= 0"))
+    """VGG16 feature loss weight (Eq. 14); the paper gives none: at 1 the feature and style terms (~55, ~60 at 64 px) would drown L1 (~0.3)"""
     style_weight: float = field(metadata=_check(lambda v: v >= 0, "a number >= 0"))
+    """Gram style loss weight (Eq. 15)"""
     r1_interval: int = field(metadata=_positive_int)
+    """lazy R1: the penalty every this many D steps, scaled by it"""
     ema: bool
+    """evaluate the generator's exponential moving average"""
     ema_images: int = field(metadata=_positive_int)
+    """EMA half-life in images (StyleGAN2's ema_kimg = 10)"""
     ema_rampup: float = field(metadata=_check(lambda v: 0 <= v <= 1, "a number in [0, 1] (0 = no ramp-up)"))
+    """EMA half-life capped at this share of the images seen so far (short runs stay current)"""
     noise_mode: Literal["random", "const", "none"]
+    """noise injection while training: random / const / none"""
     skip_mode: Literal["add", "concat"]
+    """how a skip merges into the decoder: add / concat (1x1 projection either way)"""
     augment: AugmentConfig
+    """adversarial data augmentation (used when aug is true)"""
     log_every: int = field(metadata=_positive_int)
+    """steps between logged losses (the one read-back from the device)"""
     sample_every: int = field(metadata=_positive_int)
+    """steps between MLflow sample grids (input / output / ground truth)"""
     checkpoint_every: int = field(metadata=_positive_int)
+    """steps between checkpoints (resume after an interruption)"""
 
 
 @dataclass(frozen=True)
 class RestoreConfig:
     noise_seeds: int = field(metadata=_check(lambda v: 1 <= v <= 64, "an integer 1..64"))
+    """restorations per input with different noise seeds (PSNR std over seeds)"""
 
 
 @dataclass(frozen=True)
@@ -209,8 +265,11 @@ class ArmConfig:
     skips: int | None = field(
         default=None, metadata=_check(lambda v: v is None or 0 <= v <= MAX_SKIPS, f"null or an integer 0..{MAX_SKIPS}")
     )
+    """the arm's skip connections (null: the base's)"""
     alpha: float | None = field(default=None, metadata=_check(lambda v: v is None or v >= 0, "null or a number >= 0"))
+    """the arm's adversarial weight (null: the base's)"""
     aug: bool | None = None
+    """the arm's adversarial augmentation (null: the base's)"""
 
 
 @dataclass(frozen=True)
@@ -218,7 +277,9 @@ class AblationConfig:
     """The arms trained beside the main model: each overrides keys of `base` (the paper's defaults)."""
 
     base: ArmConfig
+    """the paper's defaults, which every arm overrides one key of"""
     arms: dict[str, ArmConfig]
+    """arms trained beside the main model (Table 6: skips*, C.4: alpha*, Table 7: noaug)"""
 
 
 @dataclass(frozen=True)
@@ -226,25 +287,37 @@ class EvaluateConfig:
     metrics: tuple[Literal["psnr", "ssim", "lpips", "fid", "ipr", "ipr_inception"], ...] = field(
         metadata=_check(lambda v: len(v) > 0, "a non-empty list of psnr, ssim, lpips, fid, ipr, ipr_inception")
     )
+    """metrics computed: psnr, ssim, lpips, fid, ipr (identity features), ipr_inception"""
     lpips_net: Literal["vgg", "alex"]
+    """LPIPS backbone: vgg as in face-restoration papers, or alex"""
     ks: tuple[int, ...] = field(metadata=_check(lambda v: len(v) > 0 and all(1 <= k <= 16 for k in v), "integers 1..16"))
+    """neighbourhood sizes of (i)Precision / (i)Recall (Figure 8)"""
     bootstrap: int = field(metadata=_check(lambda v: v >= 0, "an integer >= 0 (0 = no confidence interval)"))
+    """resamples for the 95% confidence intervals (0 = none)"""
     batch: int = field(metadata=_positive_int)
+    """images per batch through LPIPS and Inception"""
 
 
 @dataclass(frozen=True)
 class ReportConfig:
     psnr_spread: Literal["seed_std", "ci95"]
+    """PSNR +-: std over restoration noise seeds (seed_std) or bootstrap 95% half-width (ci95)"""
     ipr_k: int = field(metadata=_check(lambda v: 1 <= v <= 16, "an integer 1..16"))
+    """iPrecision in Tables 6 and 8: identity features at this k"""
     qualitative_images: int = field(metadata=_check(lambda v: 1 <= v <= 32, "an integer 1..32"))
+    """test images in the qualitative figures"""
     votes: tuple[str, ...] = ()
+    """human-study votes CSVs; empty = no votes"""
     votes_key: str | None = None
+    """the questionnaire's key CSV"""
 
 
 @dataclass(frozen=True)
 class TrackingConfig:
     experiment: str = field(metadata=_check(lambda v: v.strip() != "", "a non-empty name"))
+    """MLflow experiment name"""
     uri: str | None = None
+    """MLflow tracking URI; null = $MLFLOW_TRACKING_URI, else the local store mlruns/"""
 
 
 @dataclass(frozen=True)
@@ -252,20 +325,35 @@ class Config:
     """All parameters of one pipeline run. `scale` is the active profile."""
 
     skips: int = field(metadata=_check(lambda v: 0 <= v <= MAX_SKIPS, f"an integer 0..{MAX_SKIPS}"))
+    """main model: encoder->decoder skip connections from 8 px up, 0..6 (paper default 4)"""
     alpha: float = field(metadata=_check(lambda v: v >= 0 and math.isfinite(v), "a finite number >= 0"))
+    """main model: adversarial weight, L = L_rec + alpha L_adv (paper default 1.0)"""
     aug: bool
+    """main model: adversarial data augmentation while training (Table 7's Y)"""
     profile: str
+    """which block of profiles sets the scale: cpu / gpu / paper"""
     seed: int = field(metadata=_check(lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"))
+    """global seed: rendering, splits, degradations, training"""
     profiles: dict[str, ProfileConfig]
+    """the scales of a run: cpu (2 cores), gpu (one GPU, overnight), paper (appendix A: 8 GPUs)"""
     data: DataConfig
+    """where the faces come from"""
     degrade: DegradeConfig
+    """the degradation of each task"""
     train: TrainConfig
+    """training of every arm"""
     restore: RestoreConfig
+    """restoration of the test inputs"""
     ablations: AblationConfig
+    """the ablation arms"""
     evaluate: EvaluateConfig
+    """metrics"""
     external: dict[str, str | None]
+    """other methods' restorations of data/degraded/bfr/test (same file names); null = not provided"""
     report: ReportConfig
+    """tables and figures"""
     tracking: TrackingConfig
+    """MLflow"""
     source_file: str = PARAMS_FILE  # where the values came from, for messages
 
     @property

@@ -21,13 +21,3 @@ def stage_args(argv: Sequence[str], usage: str, at_least: int, at_most: int | No
         raise ConfigError(f"usage: {usage}")
     return argv
 
-
-def method_and_tasks(argv: Sequence[str], script: str):
-    """(config, METHOD, [TASK, ...]) of `python stages/<script> METHOD TASK [TASK ...]`, the tasks checked."""
-    from faceres.config import load_config
-
-    method, *tasks = stage_args(argv, f"python stages/{script} METHOD TASK [TASK ...]", 2)
-    config = load_config()
-    for task in tasks:
-        config.degrade.task(task)  # a one-line error for an unknown task
-    return config, method, tasks

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Sequence
 
 from faceres.arms import list_arms
-from faceres.config import Config
+from faceres.config import Config, load_config
 from faceres.errors import DataError
-from faceres.pipeline import status
+from faceres.pipeline import stage_args, status
 from faceres.pipeline.layout import seed_dir
 
 DEG = "deg"
@@ -58,3 +59,12 @@ def prediction_folders(config: Config, method: str, task: str, degraded: Path, r
 def restored_seed_dir(restored: Path, method: str, task: str, seed: int = 0) -> Path | None:
     folder = seed_dir(restored, method, task, seed)
     return folder if folder.is_dir() else None
+
+
+def method_and_tasks(argv: Sequence[str], script: str):
+    """(config, METHOD, [TASK, ...]) of `python stages/<script> METHOD TASK [TASK ...]`, the tasks checked."""
+    method, *tasks = stage_args(argv, f"python stages/{script} METHOD TASK [TASK ...]", 2)
+    config = load_config()
+    for task in tasks:
+        config.degrade.task(task)  # a one-line error for an unknown task
+    return config, method, tasks

@@ -20,8 +20,8 @@ from typing import Sequence
 from faceres.config import Config
 from faceres.errors import user_errors_exit
 from faceres.paths import cache_root
-from faceres.pipeline import method_and_tasks, status
-from faceres.pipeline.design import method_run, prediction_folders
+from faceres.pipeline import status
+from faceres.pipeline.design import method_and_tasks, method_run, prediction_folders
 from faceres.pipeline.layout import Layout, ground_truth_dir, metrics_file, per_image_file
 from faceres.pipeline.tracking import log_outputs, maybe_tracked
 

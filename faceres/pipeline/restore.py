@@ -10,8 +10,8 @@ from typing import Sequence
 
 from faceres.config import Config
 from faceres.errors import user_errors_exit
-from faceres.pipeline import method_and_tasks, status
-from faceres.pipeline.design import method_run
+from faceres.pipeline import status
+from faceres.pipeline.design import method_and_tasks, method_run
 from faceres.pipeline.layout import Layout
 from faceres.pipeline.tracking import log_outputs, maybe_tracked
 
