@@ -75,7 +75,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_restore(args: argparse.Namespace) -> None:
-    from faceres.restore import load_generator, restore_folder, restore_with_seeds
+    from faceres.models.io import load_generator
+    from faceres.restore import restore_folder, restore_with_seeds
 
     generator = load_generator(args.generator, device="cuda" if args.cuda else "cpu")
     if args.noise_seeds:

@@ -35,6 +35,12 @@ MBSTD_GROUP = 4  # the discriminator's minibatch-std group (faceres.models.Model
 ARM_NAME = re.compile(r"[a-z0-9_]+")  # arm names become DVC stage keys and param paths: no dots
 
 
+def check_task(task: str) -> None:
+    """The one check of a task name (CLI, stages, degradation): a one-line ConfigError naming the allowed ones."""
+    if task not in TASKS:
+        raise ConfigError(f"task = {task!r}: allowed: {', '.join(TASKS)}")
+
+
 def _check(predicate: Callable[[Any], bool], allowed: str) -> dict:
     """Field metadata: a value check and the human description of what is allowed."""
     return {"check": predicate, "allowed": allowed}
@@ -192,8 +198,7 @@ class DegradeConfig:
     """16x super-resolution input (bicubic)"""
 
     def task(self, name: str) -> BFRConfig | SRConfig:
-        if name not in TASKS:
-            raise ConfigError(f"task = {name!r}: allowed: {', '.join(TASKS)}")
+        check_task(name)
         return getattr(self, name)
 
 

@@ -14,7 +14,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator
+
+from faceres.errors import FaceresError
 
 PACKAGE = Path(__file__).resolve().parent
 
@@ -53,6 +55,26 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         raise
     shutil.rmtree(path, ignore_errors=True)
     tmp.rename(path)
+
+
+def save_torch(obj: Any, path: str | Path) -> None:
+    """torch.save, atomically and fsynced: a kill or a power cut leaves the old file intact."""
+    import torch  # imported here: most users of this module need no torch
+
+    with atomic_write(path, fsync=True) as handle:
+        torch.save(obj, handle)
+
+
+def load_torch(path: str | Path, map_location: Any = "cpu") -> dict:
+    """Load a file of ours (checkpoint, generator): tensors and plain containers only (`weights_only=True`)."""
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise FaceresError(f"{path}: checkpoint not found") from None
+    except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file becomes one line
+        raise FaceresError(f"{path}: not a readable faceres checkpoint ({type(exc).__name__}: {exc})") from None
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

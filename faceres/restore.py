@@ -13,22 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceres.errors import DataError, FaceresError
-from faceres.imageio import list_images, read_rgb, write_png
-from faceres.models import Generator, ModelConfig, generator_from_config
-from faceres.train.checkpoint import load_checkpoint
-from faceres.seeds import key_of
 from faceres.devices import host_tensor
-
-
-def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Generator:
-    """A generator saved by the train stage (weights_only load; architecture from its model_config)."""
-    state = load_checkpoint(path, map_location=device)
-    if "model_config" not in state or "state_dict" not in state:
-        raise FaceresError(f"{path}: not a faceres generator file (expected keys model_config, state_dict)")
-    generator = generator_from_config(ModelConfig(**state["model_config"]))
-    generator.load_state_dict(state["state_dict"])
-    return generator.to(device).eval().requires_grad_(False)
+from faceres.errors import DataError
+from faceres.imageio import list_images, read_rgb, write_png
+from faceres.models import Generator
+from faceres.seeds import key_of
 
 
 def _load_batch(files: list[Path], resolution: int) -> torch.Tensor:

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from faceres.errors import ConfigError, FaceresError
-from faceres.train.checkpoint import CheckpointWriter, load_checkpoint
+from faceres.files import load_torch as load_checkpoint
+from faceres.train.checkpoint import CheckpointWriter
 from faceres.train.distributed import DistContext
 from faceres.train.launch import planned_processes
 from faceres.train.loop import LogWindow, rank_batch

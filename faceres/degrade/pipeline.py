@@ -17,7 +17,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from faceres.config import TASKS, BFRConfig, SRConfig
+from faceres.config import TASKS, BFRConfig, SRConfig, check_task
 from faceres.degrade.jpeg import JpegMode, Rounding, check_quality, jpeg, jpeg_diff, jpeg_real_uint8
 from faceres.degrade.ops import (
     add_noise,
@@ -37,7 +37,6 @@ from faceres.degrade.sampling import (
     BFRParams,
     OnlineBFRParams,
     SRParams,
-    check_task,
     image_seed,
     make_generator,
     params_from_row,

@@ -49,11 +49,6 @@ DEGRADE_VERSION = 1
 BFR_UNIFORMS = 7
 
 
-def check_task(task: str) -> None:
-    if task not in TASKS:
-        raise ConfigError(f"task = {task!r}: allowed: {', '.join(TASKS)}")
-
-
 def image_seed(global_seed: int, task: str, image_id: str) -> int:
     """A 63-bit seed for one image of one task, stable across machines and Python versions."""
     if isinstance(global_seed, bool) or not isinstance(global_seed, int):

@@ -20,7 +20,8 @@ def run(config: Config, arm_name: str, model_dir: Path, degraded: Path, out_dir:
         track: bool = True) -> None:
     """Restore `tasks` with models/ARM's generator; an arm that was not run writes only its status."""
     from faceres.devices import stage_device
-    from faceres.restore import load_generator, restore_with_seeds
+    from faceres.models.io import load_generator
+    from faceres.restore import restore_with_seeds
     from faceres.train.checkpoint import GENERATOR_FILE
 
     shutil.rmtree(out_dir, ignore_errors=True)

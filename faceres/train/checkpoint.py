@@ -1,4 +1,5 @@
-"""Checkpoints: written atomically (temp file + rename), read with `weights_only=True`, keyed by fingerprint.
+"""Checkpoints: written atomically (faceres.files.save_torch), read with `weights_only=True` (load_torch), keyed
+by fingerprint.
 
 A training run's fingerprint hashes everything that determines its result: the effective parameters, the
 training images and the source of the code that trains. Runs with equal fingerprints are the same run, so
@@ -17,7 +18,7 @@ from typing import Any
 import torch
 
 from faceres.errors import FaceresError
-from faceres.files import atomic_write, source_digest
+from faceres.files import save_torch, source_digest
 
 # The files of a training run: the run cache's checkpoint and final/ folder, and models/<arm>/
 GENERATOR_FILE = "generator.pt"
@@ -38,12 +39,6 @@ def code_digest() -> str:
 def fingerprint(settings: dict[str, Any], data_digest: str) -> str:
     payload = json.dumps({"settings": settings, "data": data_digest, "code": code_digest()}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
-
-
-def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save, atomically and fsynced: a kill leaves the old file intact."""
-    with atomic_write(path, fsync=True) as handle:
-        torch.save(obj, handle)
 
 
 def _to_host(obj: Any) -> Any:
@@ -75,7 +70,7 @@ class CheckpointWriter:
 
         def write() -> None:
             try:
-                atomic_save(snapshot, path)
+                save_torch(snapshot, path)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the training thread
                 self._error = exc
 
@@ -90,13 +85,3 @@ class CheckpointWriter:
         if self._error is not None:
             error, self._error = self._error, None
             raise FaceresError(f"checkpoint write failed: {type(error).__name__}: {error}") from error
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint of ours: tensors and plain containers only (`weights_only=True`)."""
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise FaceresError(f"{path}: checkpoint not found") from None
-    except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file becomes one line
-        raise FaceresError(f"{path}: not a readable faceres checkpoint ({type(exc).__name__}: {exc})") from None

@@ -32,7 +32,7 @@ from faceres.config import Config, to_flat_dict
 from faceres.degrade.ops import to_uint8
 from faceres.degrade.pipeline import apply_bfr_tensor
 from faceres.errors import ConfigError, FaceresError
-from faceres.files import sha256_file
+from faceres.files import load_torch, sha256_file
 from faceres.losses import (
     GeneratorLoss,
     LossWeights,
@@ -41,6 +41,7 @@ from faceres.losses import (
     discriminator_adversarial_loss,
 )
 from faceres.models import ModelConfig, build_models
+from faceres.models.io import save_generator
 from faceres.paths import CACHE_ENV, cache_root
 from faceres.seeds import key_of
 from faceres.streams import keys_for
@@ -52,9 +53,7 @@ from faceres.train.checkpoint import (
     GENERATOR_FILE,
     SUMMARY_FILE,
     CheckpointWriter,
-    atomic_save,
     fingerprint,
-    load_checkpoint,
 )
 from faceres.train.data import FaceImages, StepBatchSampler, StepPlan, step_degradations
 from faceres.train.distributed import (
@@ -333,16 +332,11 @@ def run_directory(fingerprint_: str) -> Path:
 
 def _write_outputs(trainer: Trainer, out_dir: Path, fingerprint_: str, summary_extra: dict) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
-    generator_state = {
-        "format": CHECKPOINT_FORMAT,
-        "model_config": trainer.model_config.to_dict(),
-        "state_dict": (trainer.G_ema if trainer.config.train.ema else trainer.G).state_dict(),
-        "ema": trainer.config.train.ema,
-        "arm": dataclasses.asdict(trainer.arm),
-        "fingerprint": fingerprint_,
-        "step": trainer.step,
-    }
-    atomic_save(generator_state, out_dir / GENERATOR_FILE)
+    save_generator(
+        out_dir / GENERATOR_FILE, trainer.G_ema if trainer.config.train.ema else trainer.G, trainer.model_config,
+        ema=trainer.config.train.ema, arm=dataclasses.asdict(trainer.arm), fingerprint=fingerprint_,
+        step=trainer.step,
+    )
     curve = pd.DataFrame(trainer.curve)
     curve.to_csv(out_dir / CURVE_FILE, index=False)
     last = trainer.curve[-1] if trainer.curve else {}
@@ -471,7 +465,7 @@ def train_arm(
     trainer = Trainer(config, arm, dataset, vgg_features, ctx)
     checkpoint = run_dir / CHECKPOINT_FILE
     if checkpoint.is_file():
-        state = load_checkpoint(checkpoint, map_location=ctx.device)
+        state = load_torch(checkpoint, map_location=ctx.device)
         if state.get("format") != CHECKPOINT_FORMAT or state.get("fingerprint") != key:
             raise TrainingError(f"{checkpoint}: checkpoint of another run; delete it to start over")
         trainer.load_state(state)
