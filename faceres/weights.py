@@ -9,8 +9,8 @@ network         what the cache holds                         loaded by
 vgg16           torchvision VGG16 ImageNet ``features.*``    :func:`load_vgg16_features` (perceptual loss, LPIPS)
 alexnet         torchvision AlexNet ImageNet ``features.*``  :func:`load_alexnet_features` (LPIPS)
 inception       pytorch-fid ``InceptionV3([3])`` state_dict  :func:`load_fid_inception` (2048-d pool3)
-dlib_face       dlib face-recognition ResNet v1              :func:`load_identity_embedder` (128-d)
-dlib_landmarks  dlib 5-point face landmarks                  :func:`load_identity_embedder` (alignment)
+dlib_face       dlib face-recognition ResNet v1              :func:`faceres.metrics.identity.load_identity_embedder` (128-d)
+dlib_landmarks  dlib 5-point face landmarks                  (its alignment)
 ==============  ===========================================  ====================================================
 
 :func:`ensure_weights` fills the cache from the first source that has the network, in the order given
@@ -59,7 +59,7 @@ from unittest import mock
 import numpy as np
 import torch
 
-from faceres.errors import DataError, WeightsError
+from faceres.errors import WeightsError
 from faceres.files import atomic_write, sha256_file
 from faceres.paths import cache_root
 
@@ -754,10 +754,10 @@ def weights_report() -> list[dict]:
 
 def cached_weights_path(name: str) -> Path:
     """The verified cached file of network ``name`` (no fetching)."""
-    return _verified_file(name)[0]
+    return verified_file(name)[0]
 
 
-def _verified_file(name: str) -> tuple[Path, str]:
+def verified_file(name: str) -> tuple[Path, str]:
     """The verified cached file of network ``name`` and its sha256, which the manifest check just confirmed
     (a network's cache key for the feature and FID-statistics caches, without hashing the file again)."""
     if name not in SPECS:
@@ -812,63 +812,9 @@ def load_fid_inception():  # -> pytorch_fid.inception.InceptionV3
     ``u/128 - 1``; pytorch-fid's ``2u/255 - 1`` differs by < 0.8 % of the range, the accepted pytorch-fid
     convention.)
     """
-    path, digest = _verified_file("inception")
+    path, digest = verified_file("inception")
     model = _fid_inception_v3_module(_fid_inception3_structure())
     _assign_state(model, _load_torch_state(path), "FID Inception")
     model = _frozen(model)
     model.cache_key = f"fid-inception:{digest[:16]}"  # read by faceres.metrics.fid.network_key
     return model
-
-
-class IdentityEmbedder:
-    """dlib's face-recognition ResNet on face crops: N x H x W x 3 uint8 RGB -> N x 128 float32.
-
-    dlib's network expects a 150 x 150 chip aligned the way ``dlib.get_face_chip`` aligns it (5 landmarks,
-    padding 0.25); FFHQ/CelebA-style crops are aligned differently, and resizing them straight to 150 px
-    blurs identities together (same/different mean-distance ratio 0.71-0.83 on CelebA against 0.63 here).
-    So each crop is re-aligned: dlib's HOG frontal detector finds the face (one upsampling for crops under
-    200 px), falling back to a central box (x 20-80 %, y 30-80 %) when it finds none; the 5-point model
-    places the landmarks; dlib cuts the chip and embeds it. Same-person distances are mostly below 0.6.
-    """
-
-    def __init__(self, recognition_model: Path, landmark_model: Path, cache_key: str | None = None):
-        import dlib
-
-        self._dlib = dlib
-        self._model = dlib.face_recognition_model_v1(str(recognition_model))
-        self._landmarks = dlib.shape_predictor(str(landmark_model))
-        self._detector = dlib.get_frontal_face_detector()
-        self.fallbacks = 0  # crops in which the detector found no face (central box used instead)
-        self.cache_key = cache_key  # what its features depend on (feature caches key on it); None: never cached
-
-    def _landmarks_of(self, face: np.ndarray):
-        height, width = face.shape[:2]
-        boxes = list(self._detector(face, 1 if min(height, width) < 200 else 0))
-        if boxes:
-            box = max(boxes, key=lambda b: b.area())
-        else:
-            self.fallbacks += 1
-            box = self._dlib.rectangle(int(0.2 * width), int(0.3 * height), int(0.8 * width), int(0.8 * height))
-        shapes = self._dlib.full_object_detections()
-        shapes.append(self._landmarks(face, box))
-        return shapes
-
-    def __call__(self, faces: np.ndarray) -> np.ndarray:
-        faces = np.asarray(faces)
-        if faces.ndim != 4 or faces.shape[-1] != 3 or faces.dtype != np.uint8 or min(faces.shape[1:3]) < 32:
-            raise DataError(
-                f"identity embedder input has shape {faces.shape} dtype {faces.dtype}; "
-                f"expected N x H x W x 3 uint8 RGB face crops, H and W >= 32"
-            )
-        images = [np.ascontiguousarray(face) for face in faces]
-        if not images:
-            return np.zeros((0, 128), dtype=np.float32)
-        descriptors = self._model.compute_face_descriptor(images, [self._landmarks_of(im) for im in images])
-        return np.asarray([np.asarray(d[0]) for d in descriptors], dtype=np.float32).reshape(len(images), 128)
-
-
-def load_identity_embedder() -> IdentityEmbedder:
-    """The dlib identity embedder (recognition ResNet + 5-point landmarks) from the cache."""
-    files, digests = zip(*(_verified_file(name) for name in ("dlib_face", "dlib_landmarks")))
-    key = "dlib-identity:" + ":".join(digest[:16] for digest in digests)  # the ground-truth feature cache's
-    return IdentityEmbedder(*files, cache_key=key)

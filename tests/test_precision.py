@@ -144,3 +144,18 @@ def test_channels_last_changes_the_layout_not_the_step(data):
     # Adam with beta1 = 0 steps by ~lr whatever the gradient's size: a float32 rounding difference in a
     # near-zero gradient can flip a step; all but a tiny share of weights agree.
     assert float(((weights_a - weights_b).abs() > 1e-5).float().mean()) < 0.01
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_under_bf16_the_modulated_convolution_stays_in_bfloat16(fused):
+    # The demodulation coefficients are computed in float32 but applied in the activations' dtype: a float32
+    # factor would promote every decoder activation to float32 (review M11: twice the memory and bandwidth).
+    from faceres.models.layers import StyleLayer
+
+    layer = StyleLayer(16, 16, 32, resolution=8)
+    x, w = torch.randn(4, 16, 8, 8), torch.randn(4, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x, w, noise_mode="const", noise_keys=None, fused=fused)
+    assert out.dtype == torch.bfloat16
+    reference = layer(x, w, noise_mode="const", noise_keys=None, fused=fused)
+    assert torch.allclose(out.float(), reference, rtol=0.05, atol=0.05)

@@ -430,7 +430,9 @@ def test_identity_embeddings_separate_celeba_identities(weights_cache):
             labels.append(identity)
     # 89 x 109 aligned CelebA: the centred 89 x 89 square
     faces = np.stack([np.asarray(Image.open(CELEBA / "images" / f).convert("RGB"))[10:99] for f in files])
-    embedder = weights.load_identity_embedder()
+    from faceres.metrics.identity import load_identity_embedder
+
+    embedder = load_identity_embedder()
     embeddings = embedder(faces)
     assert embeddings.shape == (40, 128) and embeddings.dtype == np.float32
     labels = np.array(labels)

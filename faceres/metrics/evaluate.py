@@ -46,6 +46,12 @@ def _pretrained_lpips_backbone(net: str) -> nn.Module:
     return {"vgg": weights.load_vgg16_features, "alex": weights.load_alexnet_features}[net]()
 
 
+def _load_identity_embedder():
+    from faceres.metrics.identity import load_identity_embedder
+
+    return load_identity_embedder()
+
+
 def _pretrained(name: str) -> Callable:
     def load():
         from faceres import weights
@@ -73,7 +79,7 @@ class Networks:
         return cls(
             fid_inception=_pretrained("load_fid_inception"),
             lpips_backbone=_pretrained_lpips_backbone,
-            identity_embedder=_pretrained("load_identity_embedder"),
+            identity_embedder=_load_identity_embedder,
         )
 
 

@@ -278,12 +278,14 @@ class StyleLayer(SeededModule):
             assert noise_keys is not None and noise_keys.shape == (x.shape[0],), "one noise key per sample"
             # float32 whatever x's dtype, so a key gives the same noise at every training precision
             noise = streams.normal(streams.split(noise_keys, self.noise_stream), (1, res, res))
-            x = x + noise * self.noise_strength
+            x = x + (noise * self.noise_strength).to(x.dtype)
         elif noise_mode == "const":
-            x = x + self.noise_const * self.noise_strength
+            x = x + (self.noise_const * self.noise_strength).to(x.dtype)
         elif noise_mode != "none":
             raise ValueError(f"noise_mode={noise_mode!r}: allowed {NOISE_MODES}")
-        return activate(x + self.bias.reshape(1, -1, 1, 1), "lrelu")
+        # noise and bias in the activations' dtype (stylegan2-ada's bias.to(x.dtype)): under bf16 autocast a
+        # float32 term would promote the layer's output, and every activation after it, to float32
+        return activate(x + self.bias.to(x.dtype).reshape(1, -1, 1, 1), "lrelu")
 
 
 class ToRGB(SeededModule):
@@ -307,7 +309,7 @@ class ToRGB(SeededModule):
     def forward(self, x: torch.Tensor, w: torch.Tensor, *, fused: bool) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain  # no demodulation, so equalize through the styles
         y = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused)
-        return y + self.bias.reshape(1, -1, 1, 1)
+        return y + self.bias.to(y.dtype).reshape(1, -1, 1, 1)
 
 
 class ResBlock(nn.Module):
