@@ -28,7 +28,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
 
 # The library code a trained generator depends on; editing any of it changes the fingerprint.
-_CODE_PATHS = ("models", "train", "degrade", "losses.py", "config.py", "streams.py", "devices.py")
+_CODE_PATHS = ("models", "train", "degrade", "losses.py", "config", "streams.py", "devices.py")
 
 
 def code_digest() -> str:

@@ -28,7 +28,7 @@ from faceres.config import PrecisionMode
 
 @dataclass(frozen=True)
 class Precision:
-    mode: PrecisionMode  # validated with the rest of the config (faceres/config.py)
+    mode: PrecisionMode  # validated with the rest of the config (faceres/config/schema.py)
     device: torch.device
 
     @property
