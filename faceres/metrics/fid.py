@@ -32,8 +32,8 @@ MIN_RELIABLE_FID_IMAGES = 2048
 _CACHE_FORMAT = "faceres-fid-stats-v1"
 # The code that turns image files into cached statistics and features: loading, resizing, normalization
 # (metrics/images.py, imageio.py), the statistics (here), the identity embedder's alignment (metrics/identity.py)
-# and the networks' construction (weights.py). Its digest is part of every cache key: an edit recomputes.
-_FEATURE_CODE = ("imageio.py", "metrics/images.py", "metrics/fid.py", "metrics/identity.py", "weights.py")
+# and the networks' construction (weights/). Its digest is part of every cache key: an edit recomputes.
+_FEATURE_CODE = ("imageio.py", "metrics/images.py", "metrics/fid.py", "metrics/identity.py", "weights")
 
 
 class UnreliableMetricWarning(UserWarning):
