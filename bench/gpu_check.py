@@ -77,7 +77,9 @@ def train_check(label: str, overrides: dict, data_dir: Path, steps: int, precisi
     from faceres.data.prepare import prepare_dataset
     from faceres.train.data import FaceImages
     from faceres.train.distributed import DistContext
-    from faceres.train.loop import LogWindow, Trainer, configure_process
+    from faceres.train.logs import LogWindow
+    from faceres.train.loop import Trainer
+    from faceres.train.process import configure_process
 
     config = load_config(REPO / "params.yaml", overrides={
         "profile": "cpu", "profiles.cpu.workers": 0, "profiles.cpu.batch": 4, "profiles.cpu.gpus": 0,

@@ -70,7 +70,8 @@ def build_trainer(overrides: dict, data_dir: Path, device):
     from faceres.data.prepare import prepare_dataset
     from faceres.train.data import FaceImages
     from faceres.train.distributed import DistContext
-    from faceres.train.loop import Trainer, configure_process
+    from faceres.train.loop import Trainer
+    from faceres.train.process import configure_process
     from faceres.weights import load_vgg16_features
 
     config = load_config(REPO / "params.yaml", overrides={"profile": "cpu", "profiles.cpu.workers": 0, **overrides})

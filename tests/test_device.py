@@ -30,7 +30,8 @@ from faceres.degrade.pipeline import apply_bfr_tensor
 from faceres.degrade.sampling import sample_online
 from faceres.train.data import FaceImages, step_degradations
 from faceres.train.distributed import DistContext
-from faceres.train.loop import LogWindow, Trainer
+from faceres.train.logs import LogWindow
+from faceres.train.loop import Trainer
 from tests.conftest import small_config
 
 META = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("meta"))

@@ -17,7 +17,8 @@ from faceres.degrade.sampling import sample_online
 from faceres.models.layers import EqualizedConv2d, EqualizedLinear
 from faceres.train.data import FaceImages, seeded
 from faceres.train.distributed import DistContext
-from faceres.train.loop import Trainer, configure_process
+from faceres.train.loop import Trainer
+from faceres.train.process import configure_process
 from tests.conftest import small_config
 
 CPU = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
@@ -159,3 +160,22 @@ def test_under_bf16_the_modulated_convolution_stays_in_bfloat16(fused):
     assert out.dtype == torch.bfloat16
     reference = layer(x, w, noise_mode="const", noise_keys=None, fused=fused)
     assert torch.allclose(out.float(), reference, rtol=0.05, atol=0.05)
+
+
+def test_the_online_degradation_switches_tf32_off_inside_and_restores_it_after():
+    # Review M5: the TF32 switch is process-wide; the degradation's matmuls (DCT, colour, blur spectrum) must run
+    # in IEEE float32 inside a tf32/bf16 process, and the caller's setting must come back, also after an error.
+    from faceres.degrade.pipeline import float32_matmuls
+
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    saved = matmul.fp32_precision, conv.fp32_precision
+    try:
+        matmul.fp32_precision = conv.fp32_precision = "tf32"
+        with float32_matmuls():
+            assert (matmul.fp32_precision, conv.fp32_precision) == ("ieee", "ieee")
+        assert (matmul.fp32_precision, conv.fp32_precision) == ("tf32", "tf32")
+        with pytest.raises(RuntimeError), float32_matmuls():
+            raise RuntimeError("a failing degradation")
+        assert (matmul.fp32_precision, conv.fp32_precision) == ("tf32", "tf32")
+    finally:
+        matmul.fp32_precision, conv.fp32_precision = saved

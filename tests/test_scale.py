@@ -21,7 +21,8 @@ from faceres.files import load_torch as load_checkpoint
 from faceres.train.checkpoint import CheckpointWriter
 from faceres.train.distributed import DistContext
 from faceres.train.launch import planned_processes
-from faceres.train.loop import LogWindow, rank_batch
+from faceres.train.logs import LogWindow
+from faceres.train.loop import rank_batch
 from tests.conftest import REPO, small_config
 
 CPU = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))

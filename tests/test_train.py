@@ -16,7 +16,7 @@ import torch
 
 from faceres.data.prepare import prepare_dataset
 from faceres.train.checkpoint import CHECKPOINT_FILE
-from faceres.train.loop import run_directory
+from faceres.train.runcache import run_directory
 from tests.conftest import REPO, small_config
 
 # A tiny run: 64 px, width 0.125, 8 training images (one global batch of 8 per step), 4 steps, no VGG
@@ -132,7 +132,8 @@ def test_a_short_run_on_celeba_restores_held_out_faces_clearly_better_than_their
     from faceres.degrade.pipeline import apply_bfr_tensor
     from faceres.train.data import FaceImages, step_degradations
     from faceres.train.distributed import DistContext
-    from faceres.train.loop import Trainer, configure_process
+    from faceres.train.loop import Trainer
+    from faceres.train.process import configure_process
 
     config = load_config(REPO / "params.yaml", overrides={
         "data.source": "folder", "data.folder.train_dir": str(celeba / "images"),

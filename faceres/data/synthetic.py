@@ -18,6 +18,9 @@ Renders are byte-identical on every machine: the random draws are exact (``Gener
 ``integers`` only), and the per-pixel arithmetic uses only IEEE-exact numpy operations (+ - * /, sqrt,
 floor, min / max, indexing) with no reductions, BLAS or transcendental functions whose last bit may depend on
 the platform's SIMD code paths; the few scalar sines come from a fixed Taylor polynomial.
+
+Over 1,000 lines, one idea (it imports only `errors`): the renderer's draw order is its reproducibility
+contract, so its sections (parameters, sampling, math, canvas, painters, API) stay in one reviewed file.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ adversarial augmentation can ascend them; the offline stage runs the very same c
   factor: the output *size* is the rounded ``in / scale``, the sample positions and the filter width follow
   the scale itself, so the output is differentiable in the scale (:func:`resize_reference`).
 * :func:`add_noise`, :func:`to_float`, :func:`to_uint8`.
+
+Over 400 lines, one idea: the differentiable ops of the degradation model; blur and resize each come in the
+form with host sizes (offline, one image) and the batched form with device-side sizes (training).
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ def run(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: boo
     from faceres.arms import find_arm
     from faceres.train.launch import planned_processes
     from faceres.train.checkpoint import SUMMARY_FILE
-    from faceres.train.loop import finished_run, reuse_finished_run
+    from faceres.train.runcache import finished_run, reuse_finished_run
 
     arm = find_arm(config, arm_name)
     on_cpu = config.scale.gpus == 0

@@ -12,15 +12,13 @@ checkpoint, and an arm identical to one already trained reuses its result.
 from __future__ import annotations
 
 import copy
-import ctypes
 import dataclasses
 import json
 import math
-import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -28,7 +26,7 @@ import torch
 from torch import nn
 
 from faceres.arms import Arm
-from faceres.config import Config, to_flat_dict
+from faceres.config import Config
 from faceres.degrade.ops import to_uint8
 from faceres.degrade.pipeline import apply_bfr_tensor
 from faceres.errors import ConfigError, FaceresError
@@ -40,9 +38,9 @@ from faceres.losses import (
     R1Regularization,
     discriminator_adversarial_loss,
 )
-from faceres.models import ModelConfig, build_models
+from faceres.models import build_models
 from faceres.models.io import save_generator
-from faceres.paths import CACHE_ENV, cache_root
+from faceres.paths import CACHE_ENV
 from faceres.seeds import key_of
 from faceres.streams import keys_for
 from faceres.train.augment import harden
@@ -62,41 +60,21 @@ from faceres.train.distributed import (
     barrier,
     broadcast_object,
     check_shared_directory,
-    reduce_sum,
 )
+from faceres.train.logs import LogWindow
 from faceres.train.precision import Precision
+from faceres.train.process import configure_process
+from faceres.train.runcache import (
+    model_config,
+    reuse_finished_run,
+    run_directory,
+    run_key,
+)
 
 
 
 class TrainingError(FaceresError):
     """Training cannot go on (non-finite loss, incompatible checkpoint, ...)."""
-
-
-def model_config(config: Config, arm: Arm) -> ModelConfig:
-    return ModelConfig(
-        resolution=config.resolution,
-        skips=arm.skips,
-        width=config.scale.width,
-        skip_mode=config.train.skip_mode,
-    )
-
-
-def run_settings(config: Config, arm: Arm, world_size: int) -> dict[str, Any]:
-    """Everything that determines the trained weights (the fingerprint's settings)."""
-    return {
-        "arm": {"skips": arm.skips, "alpha": arm.alpha, "aug": arm.aug},
-        "model": model_config(config, arm).to_dict(),
-        "train": to_flat_dict(config.train),
-        "bfr": to_flat_dict(config.degrade.bfr.at_resolution(config.resolution)),
-        "batch": config.scale.batch,  # the global batch
-        "epochs": config.scale.epochs,
-        "r1_gamma": config.scale.r1_gamma,
-        "deterministic": config.scale.deterministic,
-        "precision": config.scale.precision,
-        "channels_last": config.scale.channels_last,
-        "world_size": world_size,
-        "seed": config.seed,
-    }
 
 
 class Trainer:
@@ -285,51 +263,6 @@ def rank_batch(config: Config, world_size: int, group_size: int) -> int:
     return per_rank
 
 
-def configure_process(config: Config, ctx: DistContext) -> None:
-    """Process-wide settings of a training run (``train_arm`` applies them; so does bench/train_step.py)."""
-    Precision(config.scale.precision, ctx.device).configure()
-    if config.scale.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=ctx.device.type != "cpu")
-        # Deterministic mode also fills every new tensor with NaN, a guard against kernels that read memory
-        # they never wrote; none of ours does (the weights are bit-identical without it), and the fill writes
-        # every activation once more: ~3% of a CPU step.
-        torch.utils.deterministic.fill_uninitialized_memory = False
-        torch.backends.cudnn.benchmark = False
-    else:
-        # cuDNN picks the fastest kernels per shape (stylegan2-ada does the same); results then vary in the
-        # last bits from run to run on a GPU
-        torch.use_deterministic_algorithms(False)
-        torch.backends.cudnn.benchmark = True
-    retain_freed_memory()
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
-
-
-def retain_freed_memory() -> bool:
-    """On glibc, serve large tensors from the heap and keep freed memory in the process; False elsewhere.
-
-    A step frees and re-allocates the same activations (tens of MB each at the cpu profile). By default glibc
-    maps blocks above its mmap threshold (at most 32 MB) from the OS on every allocation and returns heap
-    memory above its trim threshold, so the next write page-faults it back in: ~0.3-0.5 M page faults and
-    1-1.5 s of system time per cpu-profile step (bench/train_step.py). The resident size then stays at the
-    step's peak instead of shrinking between steps. Results are unchanged.
-    """
-    try:
-        if not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):
-            return False
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (AttributeError, OSError, ValueError):
-        return False
-    # glibc < 2.35 caps the mmap threshold at 32 MB (the call returns 0 above it)
-    mapped = mallopt(_M_MMAP_THRESHOLD, 1 << 30) or mallopt(_M_MMAP_THRESHOLD, 32 << 20)
-    return bool(mapped and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
-
-
-def run_directory(fingerprint_: str) -> Path:
-    return cache_root() / "runs" / fingerprint_
-
-
 def _write_outputs(trainer: Trainer, out_dir: Path, fingerprint_: str, summary_extra: dict) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     save_generator(
@@ -357,75 +290,6 @@ def _write_outputs(trainer: Trainer, out_dir: Path, fingerprint_: str, summary_e
     }
     (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
-
-
-class LogWindow:
-    """The logged values of the steps since the last log, summed on the device.
-
-    The step returns 0-dim device tensors; adding them and testing them for finiteness are device ops, so
-    the hot loop never waits for the GPU. :meth:`flush` (every ``log_every`` steps) reads everything back in
-    one transfer, after one all-reduce over ranks that also carries the non-finite flag and rank 0's request
-    for a timed checkpoint.
-    """
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.sums: dict[str, torch.Tensor | float] = {}
-        self.counts: dict[str, int] = {}
-        self.steps = 0
-        self.first_bad = torch.full((), -1.0, dtype=torch.float64, device=device)  # first step with a NaN/inf
-
-    def add(self, logs: dict[str, torch.Tensor | float], step: int) -> None:
-        tensors = [v for v in logs.values() if isinstance(v, torch.Tensor)]
-        if tensors:
-            finite = torch.isfinite(torch.stack([t.float() for t in tensors])).all()
-            self.first_bad = torch.where(finite | (self.first_bad >= 0), self.first_bad, float(step))
-        for key, value in logs.items():
-            value = value.detach().to(torch.float64) if isinstance(value, torch.Tensor) else float(value)
-            self.sums[key] = self.sums[key] + value if key in self.sums else value
-            self.counts[key] = self.counts.get(key, 0) + 1
-        self.steps += 1
-
-    def flush(self, ctx: DistContext, want_checkpoint: bool = False) -> tuple[dict[str, float], float, bool]:
-        """(mean of each key over the window's steps and ranks, first non-finite step or -1, checkpoint wanted).
-
-        Every rank must call it at the same step and have logged the same keys.
-        """
-        keys = sorted(self.sums)
-        values = torch.stack(
-            [torch.as_tensor(self.sums[k], dtype=torch.float64, device=self.device) / self.counts[k] for k in keys]
-            + [(self.first_bad >= 0).to(torch.float64), torch.where(self.first_bad >= 0, self.first_bad, 0.0),
-               torch.full((), float(want_checkpoint), dtype=torch.float64, device=self.device)]
-        )
-        values = reduce_sum(values, ctx).tolist()  # the one host synchronisation per window
-        *means, bad_ranks, bad_step_sum, checkpoint_votes = values
-        processes = max(ctx.world_size, 1)
-        row = {k: v / processes for k, v in zip(keys, means)}
-        first_bad = bad_step_sum / bad_ranks if bad_ranks else -1.0  # a rank's step (ranks step together)
-        self.__init__(self.device)
-        return row, first_bad, checkpoint_votes > 0
-
-
-def run_key(config: Config, arm: Arm, dataset: FaceImages, processes: int) -> str:
-    """The fingerprint of `arm`'s training with `processes` training processes (see checkpoint.py)."""
-    return fingerprint(run_settings(config, arm, processes), dataset.digest())
-
-
-def reuse_finished_run(arm: Arm, key: str, out_dir: Path) -> dict:
-    """Copy the finished run `key` to out_dir; its summary, marked reused."""
-    final_dir = run_directory(key) / "final"
-    shutil.rmtree(out_dir, ignore_errors=True)
-    shutil.copytree(final_dir, out_dir)
-    summary = json.loads((out_dir / SUMMARY_FILE).read_text())
-    print(f"train {arm.name}: identical run {key} already trained; reused its result")
-    return summary | {"reused": True}
-
-
-def finished_run(config: Config, arm: Arm, data_dir: str | Path, processes: int) -> tuple[str, bool]:
-    """(the key of `arm`'s run with `processes` processes, whether that run is finished in the run cache): lets a
-    head node without GPUs pick up arms trained elsewhere (README, "Arms in parallel") without launching anything."""
-    key = run_key(config, arm, FaceImages(data_dir, "train"), processes)
-    return key, (run_directory(key) / "final" / SUMMARY_FILE).is_file()
 
 
 def train_arm(
