@@ -328,13 +328,7 @@ def train_arm(
 
     trainer = Trainer(config, arm, dataset, vgg_features, ctx)
     checkpoint = run_dir / CHECKPOINT_FILE
-    if checkpoint.is_file():
-        state = load_torch(checkpoint, map_location=ctx.device)
-        if state.get("format") != CHECKPOINT_FORMAT or state.get("fingerprint") != key:
-            raise TrainingError(f"{checkpoint}: checkpoint of another run; delete it to start over")
-        trainer.load_state(state)
-        if ctx.is_main:
-            print(f"train {arm.name}: resuming from step {trainer.step} of {trainer.total_steps} ({checkpoint})")
+    _resume(trainer, checkpoint, key)
 
     sampler = StepBatchSampler(trainer.plan, trainer.step, trainer.total_steps, ctx.rank, ctx.world_size)
     loader = torch.utils.data.DataLoader(
@@ -405,14 +399,29 @@ def train_arm(
         bar.close()
     if trainer.step < trainer.total_steps:
         return {}
-    if not ctx.is_main:
-        barrier(ctx)
-        return {}
+    summary = _publish(trainer, key, final_dir, out_dir, checkpoint) if ctx.is_main else {}
+    if log_image is not None and ctx.is_main:
+        log_image(trainer.sample_grid(), f"samples/step{trainer.step:06d}.png")
+    barrier(ctx)
+    return summary
+
+
+def _resume(trainer: Trainer, checkpoint: Path, key: str) -> None:
+    """Continue from the run's checkpoint when there is one (every rank reads it from the shared cache)."""
+    if not checkpoint.is_file():
+        return
+    state = load_torch(checkpoint, map_location=trainer.ctx.device)
+    if state.get("format") != CHECKPOINT_FORMAT or state.get("fingerprint") != key:
+        raise TrainingError(f"{checkpoint}: checkpoint of another run; delete it to start over")
+    trainer.load_state(state)
+    if trainer.ctx.is_main:
+        print(f"train {trainer.arm.name}: resuming from step {trainer.step} of {trainer.total_steps} ({checkpoint})")
+
+
+def _publish(trainer: Trainer, key: str, final_dir: Path, out_dir: Path, checkpoint: Path) -> dict:
+    """Rank 0, at the end: the finished run into the run cache (final/), its copy into out_dir, no checkpoint."""
     summary = _write_outputs(trainer, final_dir, key, {"total_steps": trainer.total_steps})
     checkpoint.unlink(missing_ok=True)
     shutil.rmtree(out_dir, ignore_errors=True)
     shutil.copytree(final_dir, out_dir)
-    if log_image is not None:
-        log_image(trainer.sample_grid(), f"samples/step{trainer.step:06d}.png")
-    barrier(ctx)
     return summary
