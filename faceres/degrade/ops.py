@@ -20,7 +20,6 @@ form with host sizes (offline, one image) and the batched form with device-side 
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 from typing import Literal
 
@@ -268,41 +267,6 @@ def _filter(kind: str, t: torch.Tensor) -> torch.Tensor:
     return torch.where(t < 1.0, near, torch.where(t < 2.0, far, torch.zeros_like(t)))
 
 
-def resample_weights(
-    in_size: int, out_size: int, scale: torch.Tensor, kind: ResizeKind, dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tap indices (out, T) and normalized weights (out, T) of one axis; `scale` = input px per output px.
-
-    Output pixel i samples the input around c_i = (i + 0.5) * scale - 0.5 with the filter stretched by
-    max(scale, 1) (antialiasing when shrinking); taps outside the image get weight 0 and each row is
-    renormalized, as in PIL and ``F.interpolate(antialias=True)``. The tap set is chosen without gradient; the
-    weights are smooth in `scale` (zero at the edge of the support), so d(out)/d(scale) is well defined.
-    """
-    scale = scale.to(dtype)
-    stretch = scale.clamp(min=1.0)
-    support = _SUPPORT[kind] * float(stretch.detach())
-    taps = int(math.ceil(2.0 * support)) + 1
-    device = scale.device
-    centers = (torch.arange(out_size, device=device, dtype=dtype) + 0.5) * scale - 0.5
-    first = torch.floor(centers.detach() - support) + 1.0
-    index = first[:, None] + torch.arange(taps, device=device, dtype=dtype)
-    weights = _filter(kind, (index - centers[:, None]) / stretch)
-    inside = (index >= 0) & (index <= in_size - 1)
-    weights = torch.where(inside, weights, torch.zeros_like(weights))
-    weights = weights / weights.sum(dim=1, keepdim=True)
-    return index.clamp(0, in_size - 1).long(), weights
-
-
-def _resample_axis(x: torch.Tensor, dim: int, out_size: int, scale: torch.Tensor, kind: ResizeKind):
-    index, weights = resample_weights(x.shape[dim], out_size, scale, kind, torch.float64)
-    weights = weights.to(x.dtype)
-    taps = index.shape[1]
-    gathered = x.index_select(dim, index.reshape(-1))
-    if dim == x.ndim - 1:
-        return (gathered.unflatten(-1, (out_size, taps)) * weights).sum(-1)
-    return (gathered.unflatten(dim, (out_size, taps)) * weights[:, :, None]).sum(dim + 1)
-
-
 def resample_matrices(
     in_size: int,
     out_size: int,
@@ -312,7 +276,7 @@ def resample_matrices(
 ) -> torch.Tensor:
     """Per-image dense resampling matrices (B, out_size, in_size) in float64 for (B,) scales on their device.
 
-    The filter of :func:`resample_weights` (and of :func:`resize`): row i samples around c_i = (i + 0.5) *
+    The filter of :func:`resize` (PIL's and ``F.interpolate(antialias=True)``'s): row i samples around c_i = (i + 0.5) *
     scale - 0.5 with the filter stretched by max(scale, 1), and is renormalized over the input pixels it
     reaches. `in_extent` (B,) limits image b's input to its first in_extent[b] pixels (an image in the top-left
     corner of a larger canvas); rows that reach no input pixel (canvas rows past the image) are zero. Sizes
@@ -372,10 +336,11 @@ def replicate_beyond(images: torch.Tensor, heights: torch.Tensor, widths: torch.
 def resize_reference(
     images: torch.Tensor, size: tuple[int, int], scale_y: torch.Tensor, scale_x: torch.Tensor, kind: ResizeKind
 ) -> torch.Tensor:
-    """:func:`resize` written out with :func:`resample_weights` (gather + weighted sum), differentiable in the
+    """:func:`resize` written out with :func:`resample_matrices` (one matmul per axis), differentiable in the
     scales; slower than torch's kernel on CPU, so :func:`resize` only uses it for d/d(scale)."""
-    out = _resample_axis(images, images.ndim - 1, size[1], scale_x, kind)
-    return _resample_axis(out, out.ndim - 2, size[0], scale_y, kind)
+    rows = resample_matrices(images.shape[-2], size[0], scale_y.reshape(1), kind)[0].to(images.dtype)
+    cols = resample_matrices(images.shape[-1], size[1], scale_x.reshape(1), kind)[0].to(images.dtype)
+    return rows @ images @ cols.T
 
 
 class _ScaleGradient(torch.autograd.Function):

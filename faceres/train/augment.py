@@ -37,7 +37,6 @@ from faceres.streams import keys_for
 class HardenedBatch:
     params: OnlineBFRParams
     pixel_delta: torch.Tensor | None  # added to the degraded input (selected images only), or None
-    selected: list[int]  # indices into the rank's batch
     stats: dict[str, float | torch.Tensor]  # logged means (device tensors stay on the device)
 
 
@@ -82,7 +81,7 @@ def harden(
     # Every rank logs the same keys (the logged means are all-reduced key by key).
     stats: dict[str, float | torch.Tensor] = {"aug_selected": len(chosen) / len(positions), "aug_l1_gain": 0.0}
     if not chosen:
-        return HardenedBatch(params, None, chosen, stats)
+        return HardenedBatch(params, None, stats)
     index = host_tensor(chosen, device)
     chosen_gt = gt.index_select(0, index)
     chosen_positions = position_tensor.index_select(0, index)
@@ -109,7 +108,7 @@ def harden(
             parameter.requires_grad_(flag)
         generator.train(was_training)
     stats["aug_l1_gain"] = (loss - base_loss).detach().mean()
-    return HardenedBatch(params.put(index, part), pixel_delta, chosen, stats)
+    return HardenedBatch(params.put(index, part), pixel_delta, stats)
 
 
 def _worst_of_k(generator, gt, part, loss, bfr, aug, seed, step, positions: torch.Tensor):

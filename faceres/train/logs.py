@@ -18,10 +18,13 @@ class LogWindow:
 
     def __init__(self, device: torch.device):
         self.device = device
+        self._reset()
+
+    def _reset(self) -> None:
         self.sums: dict[str, torch.Tensor | float] = {}
         self.counts: dict[str, int] = {}
         self.steps = 0
-        self.first_bad = torch.full((), -1.0, dtype=torch.float64, device=device)  # first step with a NaN/inf
+        self.first_bad = torch.full((), -1.0, dtype=torch.float64, device=self.device)  # first step with a NaN/inf
 
     def add(self, logs: dict[str, torch.Tensor | float], step: int) -> None:
         tensors = [v for v in logs.values() if isinstance(v, torch.Tensor)]
@@ -50,5 +53,5 @@ class LogWindow:
         processes = max(ctx.world_size, 1)
         row = {k: v / processes for k, v in zip(keys, means)}
         first_bad = bad_step_sum / bad_ranks if bad_ranks else -1.0  # a rank's step (ranks step together)
-        self.__init__(self.device)
+        self._reset()
         return row, first_bad, checkpoint_votes > 0
