@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import scipy.stats
 
 from faceres.errors import ConfigError
 
@@ -35,15 +36,12 @@ def bootstrap_mean_ci(values: np.ndarray, *, level: float, n_resamples: int, rng
         raise ConfigError(f"ci_level must lie in (0, 1), got {level}")
     if n_resamples < 1:
         raise ConfigError(f"n_resamples must be a positive integer, got {n_resamples}")
-    # Resample in chunks so the index matrix stays small whatever n and n_resamples are.
-    means = np.empty(n_resamples)
-    chunk = max(1, 2**22 // max(values.size, 1))
-    for start in range(0, n_resamples, chunk):
-        stop = min(start + chunk, n_resamples)
-        means[start:stop] = values[rng.integers(0, values.size, size=(stop - start, values.size))].mean(axis=1)
-    alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(low), float(high)
+    if values.size == 1:  # every resample is the one value (scipy refuses a sample of one)
+        return float(values[0]), float(values[0])
+    # batch: resample in chunks so the index matrix stays small whatever n and n_resamples are.
+    interval = scipy.stats.bootstrap((values,), np.mean, n_resamples=n_resamples, batch=max(1, 2**22 // max(values.size, 1)),
+                                     confidence_level=level, method="percentile", rng=rng).confidence_interval
+    return float(interval.low), float(interval.high)
 
 
 def summarize(

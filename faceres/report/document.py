@@ -3,11 +3,12 @@ base64 data URIs, inline CSS, no scripts or links out: it opens offline, e-maile
 
 from __future__ import annotations
 
-import html
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import jinja2
 
 from faceres.errors import DataError
 from faceres.report.images import data_uri
@@ -16,18 +17,10 @@ from faceres.report.tables import Table
 PAPER_PROFILE = "paper"
 PAPER_DATA = "FFHQ (train) / CelebA-HQ (test), 512 px"
 
-_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1500px;margin:2rem auto;padding:0 1rem;color:#222;line-height:1.45}
-h1{font-size:1.6rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
-.warning{background:#fff4e5;border-left:4px solid #f0a020;padding:.6rem 1rem}
-table.results,table.info{border-collapse:collapse;margin:.8rem 0;font-size:.85rem}
-table.results th,table.results td,table.info th,table.info td{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}
-table.results td:first-child,table.results td:nth-child(2),table.info td,table.info th{text-align:left}
-table.results th{background:#f3f4f6;text-align:center}table.results td{white-space:nowrap}table.results caption{font-weight:600;text-align:left;padding:.3rem 0}
-table.results tbody tr:nth-child(even){background:#fafafa}ul.notes{font-size:.8rem;color:#555}
-code{font-size:.85em}figure{margin:1rem 0}figure img{max-width:100%;border:1px solid #eee}
-figcaption{font-size:.85rem;color:#444}.scroll{overflow-x:auto}.missing{color:#a33}
-"""
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("faceres.report", "."), autoescape=True, undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+)
 
 
 @dataclass(frozen=True)
@@ -116,39 +109,19 @@ def render_markdown(out_dir: Path, tables: Sequence[Table], figures: Sequence[Re
 
 
 def render_html(tables: Sequence[Table], figures: Sequence[ReportFigure], info: RunInfo, title: str) -> str:
-    esc = html.escape
-    body = [f"<h1>{esc(title)}</h1>"]
-    statement = comparability_statement(info)
-    if statement:
-        body.append(f'<p class="warning" id="comparability"><b>Not comparable in absolute value.</b> {esc(statement)}</p>')
-    body.append("<h2>Run</h2><table class=\"info\">" + "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in info.rows()) + "</table>")
-    if info.weights:
-        body.append("<p>Pretrained weights used:</p><table class=\"info\"><tr><th>weights</th><th>sha256</th></tr>"
-                    + "".join(f"<tr><td>{esc(n)}</td><td><code>{esc(d)}</code></td></tr>" for n, d in _weights_rows(info.weights))
-                    + "</table>")
-    else:
-        body.append("<p>Pretrained weights used: none recorded.</p>")
-    if info.notes:
-        body.append("<p>Decisions:</p><ul>" + "".join(f"<li>{esc(n)}</li>" for n in info.notes) + "</ul>")
-    body.append("<h2>Tables</h2>")
-    body += [f'<div class="scroll">{table.to_html()}</div>' for table in tables]
-    body.append("<h2>Figures</h2>")
+    """report.html from the template beside this module (faceres/report/report.html.j2)."""
+    inlined = []
     for fig in figures:
         if fig.png is None:
-            body.append(f"<h3>{esc(fig.title)}</h3><p class=\"missing\">Not drawn: {esc(fig.missing)}</p>")
+            inlined.append((fig, None))
             continue
         try:
-            uri = data_uri(Path(fig.png).read_bytes())
+            inlined.append((fig, data_uri(Path(fig.png).read_bytes())))
         except OSError as exc:
             raise DataError(f"{fig.png}: cannot read figure for the report ({exc.strerror or exc})") from None
-        body.append(
-            f"<h3>{esc(fig.title)}</h3><figure><img src=\"{uri}\" alt=\"{esc(fig.title)}\">"
-            + (f"<figcaption>{esc(fig.caption)}</figcaption>" if fig.caption else "") + "</figure>"
-        )
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{esc(title)}</title>"
-        f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    return _TEMPLATES.get_template("report.html.j2").render(
+        title=title, statement=comparability_statement(info), info=info, weights=_weights_rows(info.weights),
+        tables=tables, figures=inlined,
     )
 
 

@@ -8,7 +8,6 @@ faceres/report/tables.py.
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,70 +61,51 @@ class Table:
     def flat_header(self) -> list[str]:
         return [f"{group} {sub}".strip() if sub != group else group for group, subs in self.header for sub in subs]
 
-    def to_markdown(self) -> str:
-        def line(cells) -> str:
-            return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+    @property
+    def _grouped(self) -> bool:
+        return any(len(subs) > 1 or subs[0] != group for group, subs in self.header)
 
-        out = [f"**{self.title}**", "", line(self.flat_header), "|" + "|".join("---" for _ in self.flat_header) + "|"]
-        out += [line(row) for row in self.rows]
+    def to_markdown(self) -> str:
+        def cells(values) -> list[str]:
+            return [str(c).replace("|", "\\|") for c in values]
+
+        frame = pd.DataFrame([cells(row) for row in self.rows], columns=cells(self.flat_header))
+        out = [f"**{self.title}**", "", frame.to_markdown(index=False, tablefmt="github", disable_numparse=True)]
         if self.notes:
             out += [""] + [f"- {note}" for note in self.notes]
         return "\n".join(out) + "\n"
 
     def to_latex(self) -> str:
-        n_cols = len(self.flat_header)
-        align = "ll" + "r" * (n_cols - 2)  # row label and run name, then numbers
-        top, rules, start = [], [], 1
-        for group, subs in self.header:
-            if len(subs) > 1 or subs[0] != group:
-                top.append(rf"\multicolumn{{{len(subs)}}}{{c}}{{{latex_escape(group)}}}")
-                rules.append(rf"\cmidrule(lr){{{start}-{start + len(subs) - 1}}}")
-            else:
-                top.append("")
-            start += len(subs)
-        bottom = [latex_escape(group if sub == group else sub) for group, subs in self.header for sub in subs]
+        if self._grouped:  # two header rows: the group spans its sub-columns, a lone column has an empty second row
+            columns = pd.MultiIndex.from_tuples([
+                (latex_escape(group), "" if sub == group else latex_escape(sub)) for group, subs in self.header for sub in subs
+            ])
+        else:
+            columns = pd.Index([latex_escape(h) for h in self.flat_header])
+        frame = pd.DataFrame([[latex_escape(c) for c in row] for row in self.rows], columns=columns)
+        align = "ll" + "r" * (len(self.flat_header) - 2)  # row label and run name, then numbers
+        tabular = frame.style.hide(axis="index").to_latex(column_format=align, hrules=True, multicol_align="c")
         lines = [
             r"\begin{table}[t]",
             r"\centering",
             rf"\caption{{{latex_escape(self.title)}}}",
             rf"\label{{tab:{self.name}}}",
             r"\resizebox{\linewidth}{!}{%",
-            rf"\begin{{tabular}}{{{align}}}",
-            r"\toprule",
+            tabular.rstrip("\n") + "}",
         ]
-        if rules:
-            lines += [" & ".join(top) + r" \\", " ".join(rules)]
-        lines += [" & ".join(bottom) + r" \\", r"\midrule"]
-        lines += [" & ".join(latex_escape(c) for c in row) + r" \\" for row in self.rows]
-        lines += [r"\bottomrule", r"\end{tabular}}"]
         if self.notes:
             lines += [r"\par\smallskip\footnotesize"] + [latex_escape(note) + r"\\" for note in self.notes]
         lines.append(r"\end{table}")
         return "\n".join(lines) + "\n"
 
-    def to_html(self) -> str:
-        grouped = any(len(subs) > 1 or subs[0] != group for group, subs in self.header)
-        head = []
-        if grouped:
-            cells = []
-            for group, subs in self.header:
-                if len(subs) == 1 and subs[0] == group:
-                    cells.append(f'<th rowspan="2">{html.escape(group)}</th>')
-                else:
-                    cells.append(f'<th colspan="{len(subs)}">{html.escape(group)}</th>')
-            head.append("<tr>" + "".join(cells) + "</tr>")
-            subs_row = [s for group, subs in self.header for s in subs if not (len(subs) == 1 and subs[0] == group)]
-            head.append("<tr>" + "".join(f"<th>{html.escape(s)}</th>" for s in subs_row) + "</tr>")
-        else:
-            head.append("<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in self.flat_header) + "</tr>")
-        body = ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows]
-        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
-        return (
-            f'<table class="results" id="{html.escape(self.name)}">'
-            f"<caption>{html.escape(self.title)}</caption>"
-            f"<thead>{''.join(head)}</thead><tbody>{''.join(body)}</tbody></table>"
-            + (f'<ul class="notes">{notes}</ul>' if notes else "")
-        )
+    def html_header(self) -> list[list[tuple[str, int, int]]]:
+        """The header as HTML rows of (text, colspan, rowspan): groups span their sub-columns, and a column
+        without sub-columns spans both rows (the report's template renders these)."""
+        if not self._grouped:
+            return [[(h, 1, 1) for h in self.flat_header]]
+        top = [(group, 1, 2) if len(subs) == 1 and subs[0] == group else (group, len(subs), 1) for group, subs in self.header]
+        bottom = [(sub, 1, 1) for group, subs in self.header if not (len(subs) == 1 and subs[0] == group) for sub in subs]
+        return [top, bottom]
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """Write ``<name>.csv``, ``<name>.md`` and ``<name>.tex`` into ``out_dir``; returns their paths by suffix."""
