@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from faceres.config import Config, skip_nodes
+from faceres.config import Config, skip_nodes, skips_allowed
 from faceres.errors import ConfigError
 
 MAIN = "main"
@@ -27,7 +27,7 @@ class Arm:
     def not_runnable_reason(self, resolution: int) -> str | None:
         """None if this arm can be trained at `resolution`, else why not (one line)."""
         if self.skips > len(skip_nodes(resolution)):
-            return f"skips {self.skips} needs resolution >= {2 ** (self.skips + 2)} (this profile: {resolution} px)"
+            return f"skips = {self.skips}: allowed: {skips_allowed(resolution)}"
         return None
 
     def value(self, key: str) -> int | float | bool:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from faceres.config import Config, load_config, parse_override, to_flat_dict
+from faceres.config import TASKS, Config, load_config, parse_override, to_flat_dict
 from faceres.errors import user_errors_exit
 
 def add_params_arguments(parser: argparse.ArgumentParser) -> None:
@@ -150,6 +150,16 @@ def _cmd_replay(args: argparse.Namespace) -> None:
     print(out)
 
 
+def _stage_parser(sub, name: str, help: str, *, tasks: bool = False) -> argparse.ArgumentParser:
+    """A pipeline-stage verb: params.yaml and -S overrides, --no-track, and (``tasks``) one or more --task."""
+    p = sub.add_parser(name, help=help)
+    add_params_arguments(p)
+    p.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
+    if tasks:
+        p.add_argument("--task", action="append", choices=list(TASKS), required=True)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="faceres", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -160,26 +170,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the parameter reference (every key, its default, its meaning) as Markdown")
     p.set_defaults(func=_cmd_config)
 
-    p = sub.add_parser("prepare", help="render or import face images at the profile resolution")
-    add_params_arguments(p)
+    p = _stage_parser(sub, "prepare", "render or import face images at the profile resolution")
     p.add_argument("--out", default="data/prepared", help="output directory (default: data/prepared)")
-    p.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
     p.set_defaults(func=_cmd_prepare)
 
-    p = sub.add_parser("degrade", help="synthesize degraded inputs (bfr, sr8, sr16) for the prepared faces")
-    add_params_arguments(p)
-    p.add_argument("--task", action="append", choices=["bfr", "sr8", "sr16"], required=True)
+    p = _stage_parser(sub, "degrade", "synthesize degraded inputs (bfr, sr8, sr16) for the prepared faces", tasks=True)
     p.add_argument("--data", default="data/prepared", help="prepared dataset (default: data/prepared)")
     p.add_argument("--out", default="data/degraded", help="output root; one folder per task")
-    p.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
     p.set_defaults(func=_cmd_degrade)
 
-    p = sub.add_parser("train", help="train one arm (main or an ablation arm); resumes an interrupted run")
-    add_params_arguments(p)
+    p = _stage_parser(sub, "train", "train one arm (main or an ablation arm); resumes an interrupted run")
     p.add_argument("arm", help="main, or an arm of params.yaml ablations.arms")
     p.add_argument("--data", default="data/prepared", help="prepared dataset (default: data/prepared)")
     p.add_argument("--out", default=None, help="output directory (default: models/ARM)")
-    p.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("restore", help="restore a folder of aligned face images with a trained generator")
@@ -191,25 +194,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cuda", action="store_true", help="run on the GPU")
     p.set_defaults(func=_cmd_restore)
 
-    p = sub.add_parser("restore-arm", help="restore the degraded test sets with a trained arm (pipeline stage)")
-    add_params_arguments(p)
+    p = _stage_parser(sub, "restore-arm", "restore the degraded test sets with a trained arm (pipeline stage)", tasks=True)
     p.add_argument("arm")
-    p.add_argument("--task", action="append", choices=["bfr", "sr8", "sr16"], required=True)
     p.add_argument("--models", default="models")
     p.add_argument("--degraded", default="data/degraded")
     p.add_argument("--out", default="data/restored")
-    p.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
     p.set_defaults(func=_cmd_restore_arm)
 
-    p = sub.add_parser("evaluate-method", help="metrics of a method on the test split (pipeline stage)")
-    add_params_arguments(p)
+    p = _stage_parser(sub, "evaluate-method", "metrics of a method on the test split (pipeline stage)", tasks=True)
     p.add_argument("method", help="main, an ablation arm, deg, or a method of params.yaml external")
-    p.add_argument("--task", action="append", choices=["bfr", "sr8", "sr16"], required=True)
     p.add_argument("--data", default="data/prepared")
     p.add_argument("--degraded", default="data/degraded")
     p.add_argument("--restored", default="data/restored")
     p.add_argument("--out", default="metrics")
-    p.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
     p.set_defaults(func=_cmd_evaluate_method)
 
     p = sub.add_parser("eval", help="score any folder of restorations against a ground-truth folder")
@@ -227,15 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cuda", action="store_true")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("report", help="tables 6, 7, 8, alpha, Figure 8, qualitative figures, report.md/html")
-    add_params_arguments(p)
+    p = _stage_parser(sub, "report", "tables 6, 7, 8, alpha, Figure 8, qualitative figures, report.md/html")
     p.add_argument("--metrics", default="metrics")
     p.add_argument("--data", default="data/prepared")
     p.add_argument("--degraded", default="data/degraded")
     p.add_argument("--restored", default="data/restored")
     p.add_argument("--out", default="reports")
     p.add_argument("--weights-record", default="data/weights.json", help="the weights stage's record")
-    p.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("model-summary", help="parameter counts of the generator and discriminator")

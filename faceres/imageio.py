@@ -64,8 +64,12 @@ def _bits_per_sample(image: Image.Image) -> int:
     return 8
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """An 8-bit RGB image as a (H, W, 3) uint8 array, or a DataError naming the file and the problem."""
+def read_rgb(path: str | Path, *, convert: bool = False) -> np.ndarray:
+    """An 8-bit RGB image as a (H, W, 3) uint8 array, or a DataError naming the file and the problem.
+
+    Training data must be 8-bit RGB (anything else is refused); ``convert`` reads other methods' outputs for
+    scoring the way pytorch-fid does: grey, palette, RGBA and 16-bit images go through PIL's ``convert("RGB")``.
+    """
     path = Path(path)
     try:
         with warnings.catch_warnings():
@@ -74,13 +78,16 @@ def read_rgb(path: str | Path) -> np.ndarray:
             with Image.open(path) as image:
                 mode = image.mode
                 bits = _bits_per_sample(image)
-                if mode != "RGB":
-                    kind = _MODE_NAMES.get(mode, f"mode {mode}")
-                    raise DataError(f"{path}: {kind} image; allowed: {ALLOWED}")
-                if bits != 8:
-                    raise DataError(f"{path}: {bits}-bit RGB image; allowed: {ALLOWED}")
-                image.load()
-                array = np.asarray(image, dtype=np.uint8)
+                if convert and (mode != "RGB" or bits != 8):
+                    array = np.array(image.convert("RGB"), dtype=np.uint8)
+                else:
+                    if mode != "RGB":
+                        kind = _MODE_NAMES.get(mode, f"mode {mode}")
+                        raise DataError(f"{path}: {kind} image; allowed: {ALLOWED}")
+                    if bits != 8:
+                        raise DataError(f"{path}: {bits}-bit RGB image; allowed: {ALLOWED}")
+                    image.load()
+                    array = np.array(image, dtype=np.uint8)  # writable: torch warns on read-only arrays
     except DataError:
         raise
     except FileNotFoundError:

@@ -45,8 +45,8 @@ def test_skip_nodes_match_the_paper():
     [
         ({"skips": 7}, "skips = 7: allowed: an integer 0..6"),
         ({"skips": -1}, "skips = -1"),
-        ({"skips": 6}, "skips = 6: allowed: at most 4 at resolution 64 (skip nodes 8..64 px"),
-        ({"skips": 5, "profiles.cpu.resolution": 32}, "skips = 5: allowed: at most 3 at resolution 32"),
+        ({"skips": 6}, "skips = 6: allowed: 0..4 at resolution 64 (skip nodes 8..64 px"),
+        ({"skips": 5, "profiles.cpu.resolution": 32}, "skips = 5: allowed: 0..3 at resolution 32"),
         ({"skips": 2.5}, "skips = 2.5: allowed: an integer"),
         ({"skips": True}, "skips = True: allowed: an integer"),
         ({"alpha": -0.1}, "alpha = -0.1: allowed: a finite number >= 0"),

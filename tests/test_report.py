@@ -35,6 +35,7 @@ from faceres.report import (
     write_figure8_data,
     write_report,
 )
+from faceres.pipeline.design import COMPARISON, FIGURE8
 from faceres.report.human_study import preference_from_counts
 from faceres.report.tables import latex_escape
 
@@ -261,11 +262,11 @@ def test_table7(runs):
 
 
 def test_table8_missing_external_method_and_votes(runs):
-    t = table8(runs)
+    t = table8(runs, COMPARISON)
     assert [r[0] for r in t.rows] == ["DEG", "DFDNet", "GFPGAN", "GPEN", "Ours"]
     gfpgan = row_of(t, "GFPGAN")
     assert gfpgan["PSNR ↑ ours"] == "not provided" and gfpgan["PSNR ↑ paper"] == "24.19" and gfpgan["PSNR ↑ Δ"] == "—"
-    assert row_of(t, "Ours")["PSNR ↑ ours"] == "not run"  # no "ours" metrics file in the fixture
+    assert row_of(t, "Ours")["PSNR ↑ ours"] == "not run"  # no "main" metrics file in the fixture
     assert row_of(t, "GPEN")["PSNR ↑ Δ"] == "-1.41"          # 22.50 - 23.91
     assert row_of(t, "GPEN")["iPrecision ↑ Δ"] == "-0.073"   # 0.700 - 0.773
     assert row_of(t, "DEG")["PSNR ↑ paper"] == "not in paper"
@@ -331,11 +332,11 @@ def assert_png_pdf(paths):
 
 
 def test_figure8_lines_and_files(runs, tmp_path):
-    fig = figure8(runs)
+    fig = figure8(figure8_data(runs, FIGURE8))
     left, right = fig.axes
-    # Methods with inception data: DEG*, GPEN, Ours(=skips4? no: "ours" is absent) -> map Ours to skips4.
+    # The fixture has inception data for deg, gpen and skips4 but no "main": Ours appears once mapped to skips4.
     assert [l.get_label() for l in left.lines] == ["DEG*", "GPEN"]
-    fig = figure8(runs, {"DEG*": "deg", "GPEN": "gpen", "GFPGAN*": "gfpgan", "DFDNet": "dfdnet", "Ours": "skips4"})
+    fig = figure8(figure8_data(runs, {"DEG*": "deg", "GPEN": "gpen", "GFPGAN*": "gfpgan", "DFDNet": "dfdnet", "Ours": "skips4"}))
     left, right = fig.axes
     assert [l.get_label() for l in left.lines] == ["DEG*", "GPEN", "Ours"] == [l.get_label() for l in right.lines]
     assert left.get_xlabel() == right.get_xlabel() == "Neighborhood Sizes"
@@ -347,8 +348,10 @@ def test_figure8_lines_and_files(runs, tmp_path):
     assert len({l.get_marker() for l in left.lines}) == 3
     assert left.get_legend() is not None
     assert_png_pdf(save_figure(fig, tmp_path / "figure8"))
-    with pytest.raises(DataError, match="no metrics file among"):
-        figure8(runs, {"GFPGAN*": "gfpgan", "DFDNet": "dfdnet"})
+    with pytest.raises(DataError, match=r"no metrics file has inception .*methods with a file: DFDNet\)"):
+        figure8(figure8_data(runs, {"GFPGAN*": "gfpgan", "DFDNet": "dfdnet"}))
+    with pytest.raises(DataError, match=r"methods with a file: none\)"):
+        figure8(figure8_data(runs, {"GFPGAN*": "gfpgan"}))
 
 
 def test_figure8_plot_data_files(runs, tmp_path):
@@ -429,7 +432,7 @@ def test_comparability_statement():
 
 
 def test_report_contains_every_table_and_figure(runs, tmp_path):
-    tables = [table6(runs, SKIPS_ARMS), table7(runs, AUG_ARMS), table8(runs), alpha_table(runs, ALPHA_ARMS)]
+    tables = [table6(runs, SKIPS_ARMS), table7(runs, AUG_ARMS), table8(runs, COMPARISON), alpha_table(runs, ALPHA_ARMS)]
     fig_paths = save_figure(alpha_tradeoff(runs, ALPHA_ARMS), tmp_path / "out" / "figures" / "alpha")
     figures = [ReportFigure("Alpha", fig_paths["png"], "caption here", pdf=fig_paths["pdf"]),
                ReportFigure("Figure 8", None, missing="no inception features")]
@@ -466,10 +469,11 @@ def test_build_report_end_to_end(metrics_root, tmp_path):
         assert_png_pdf({"png": out / "figures" / f"{stem}.png", "pdf": out / "figures" / f"{stem}.pdf"})
     assert (out / "plots" / "figure8_irecall.csv").is_file()
     assert paths["html"].read_text().count("data:image/png;base64,") == 2
-    assert "| no votes |" in paths["md"].read_text()
+    assert re.search(r"\| no votes +\|", paths["md"].read_text())
     with pytest.raises(ConfigError, match="without the questionnaire's key_csv"):
         build_report(out, metrics_root=metrics_root, run_info=RunInfo(profile="cpu", data_source="synthetic"),
-                     skips_arms={}, aug_arms={}, alpha_arms=ALPHA_ARMS, votes_csvs=[tmp_path / "votes.csv"])
+                     skips_arms={}, aug_arms={}, alpha_arms=ALPHA_ARMS, comparison=COMPARISON,
+                     figure8_methods=FIGURE8, votes_csvs=[tmp_path / "votes.csv"])
 
 
 def test_alpha_table_without_alpha_arms_is_an_empty_table_that_says_why(runs, tmp_path):
@@ -478,3 +482,39 @@ def test_alpha_table_without_alpha_arms_is_an_empty_table_that_says_why(runs, tm
     assert any("No arm varies α" in note for note in t.notes)
     t.write(tmp_path)
     assert "No arm varies" in (tmp_path / "alpha.md").read_text()
+
+
+# --- the metrics document: one format, written by the evaluate stage, read by the report -----------------
+
+def test_metrics_document_round_trip_and_the_evaluate_stage_writer():
+    from faceres.config import load_config
+    from faceres.pipeline.evaluate import report_document
+    from faceres.results import MetricsFile, PerImageStat, parse_metrics
+
+    built = MetricsFile(
+        path=Path("m.json"), method="skips4", task="bfr", n_images=3, profile="cpu", noise_seeds=2,
+        per_image={"psnr": PerImageStat(24.0, 1.5, (23.0, 25.0), 0.1), "lpips": PerImageStat(0.3)},
+        fid=41.5, manifold={"iprecision": {"identity": {1: 0.5, 2: 0.75}}},
+    )
+    assert parse_metrics(built.to_document(), "m.json") == built
+
+    # evaluate_folders' summary shape -> the document, written out by hand
+    summary = {"n_pairs": 3, "metrics": {
+        "psnr": {"mean": 24.0, "std": 1.5, "n": 3, "ci_level": 0.95, "ci_low": 23.0, "ci_high": 25.0},
+        "ssim": {"mean": 0.7, "std": 0.1, "n": 3, "ci_level": None, "ci_low": None, "ci_high": None},
+        "fid": {"value": 41.5},
+        "ipr": {q: {"k1": {"mean": 0.5}, "k2": {"mean": 0.75}} for q in ("precision", "recall", "iprecision", "irecall")},
+    }}
+    config = load_config()
+    document = report_document("skips4", "bfr", summary, config, seed_psnr=[24.0, 24.2])
+    by_k = {"identity": {"1": 0.5, "2": 0.75}}
+    assert document == {
+        "method": "skips4", "task": "bfr", "n_images": 3, "profile": config.profile, "data_source": config.data.source,
+        "identity_backbone": document["identity_backbone"], "noise_seeds": 2,
+        "metrics": {"psnr": {"mean": 24.0, "std": 1.5, "ci95": [23.0, 25.0], "seed_std": pytest.approx(0.1414213562)},
+                    "ssim": {"mean": 0.7, "std": 0.1}, "fid": {"value": 41.5},
+                    "precision": by_k, "recall": by_k, "iprecision": by_k, "irecall": by_k},
+    }
+    assert list(document) == ["method", "task", "n_images", "profile", "data_source", "identity_backbone",
+                              "noise_seeds", "metrics"]
+    assert parse_metrics(document).manifold_value("irecall", "identity", 2) == 0.75

@@ -26,16 +26,18 @@ from faceres.config.schema import (
     SRConfig,
     TrackingConfig,
     TrainConfig,
+    check_ks,
     check_task,
     config_from_dict,
     load_config,
     skip_nodes,
+    skips_allowed,
 )
 
 __all__ = [
     "ARM_NAME", "MAX_SKIPS", "MBSTD_GROUP", "PARAMS_FILE", "REFERENCE_RESOLUTION", "SPLITS", "TASKS",
     "AblationConfig", "ArmConfig", "AugmentConfig", "BFRConfig", "Config", "DataConfig", "DegradeConfig",
     "EvaluateConfig", "FolderConfig", "PrecisionMode", "ProfileConfig", "ReportConfig", "RestoreConfig", "SRConfig",
-    "TrackingConfig", "TrainConfig", "check_task", "config_from_dict", "load_config", "parse_override",
-    "set_dotted", "skip_nodes", "to_flat_dict",
+    "TrackingConfig", "TrainConfig", "check_ks", "check_task", "config_from_dict", "load_config", "parse_override",
+    "set_dotted", "skip_nodes", "skips_allowed", "to_flat_dict",
 ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,15 @@ def check_task(task: str) -> None:
         raise ConfigError(f"task = {task!r}: allowed: {', '.join(TASKS)}")
 
 
+def check_ks(ks) -> tuple[int, ...]:
+    """The one check of (i)Precision / (i)Recall neighbourhood sizes outside params.yaml (library calls, report
+    figures): sorted, without repeats; a one-line ConfigError otherwise."""
+    ks = tuple(ks)
+    if not ks or any(isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1 for k in ks):
+        raise ConfigError(f"neighbourhood sizes ks = {list(ks)!r}; allowed: positive integers, e.g. [1, 2, 3, 4]")
+    return tuple(sorted({int(k) for k in ks}))
+
+
 def _check(predicate: Callable[[Any], bool], allowed: str) -> dict:
     """Field metadata: a value check and the human description of what is allowed."""
     return {"check": predicate, "allowed": allowed}
@@ -59,6 +69,13 @@ def skip_nodes(resolution: int) -> list[int]:
     """
     finest = min(resolution, 2 ** (MAX_SKIPS + 2))
     return [2**e for e in range(3, int(math.log2(finest)) + 1)]
+
+
+def skips_allowed(resolution: int) -> str:
+    """The one wording of the skips rule (config, model constructor, arms that cannot run)."""
+    nodes = skip_nodes(resolution)
+    return (f"0..{len(nodes)} at resolution {resolution} (skip nodes {nodes[0]}..{nodes[-1]} px; "
+            f"skips {MAX_SKIPS} needs resolution >= {2 ** (MAX_SKIPS + 2)})")
 
 
 _positive_int = _check(lambda v: v > 0, "an integer > 0")
@@ -379,14 +396,8 @@ def _cross_checks(config: Config, loader: TypedLoader) -> None:
     if config.profile not in config.profiles:
         loader.fail("profile", config.profile, "one of " + ", ".join(config.profiles))
     resolution = config.resolution
-    nodes = skip_nodes(resolution)
-    if config.skips > len(nodes):
-        loader.fail(
-            "skips",
-            config.skips,
-            f"at most {len(nodes)} at resolution {resolution} (skip nodes {nodes[0]}..{nodes[-1]} px; "
-            f"skips {MAX_SKIPS} needs resolution >= {2 ** (MAX_SKIPS + 2)})",
-        )
+    if config.skips > len(skip_nodes(resolution)):
+        loader.fail("skips", config.skips, skips_allowed(resolution))
     for task in ("sr8", "sr16"):
         factor = config.degrade.task(task).factor
         if resolution // factor < 4:

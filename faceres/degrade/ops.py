@@ -205,21 +205,6 @@ def _banded_rows(x: torch.Tensor, band: torch.Tensor, out_rows: int) -> torch.Te
     return torch.matmul(band, windows).reshape(blocks * block, cols)[:out_rows]
 
 
-def _banded_cols(x: torch.Tensor, band: torch.Tensor, out_cols: int) -> torch.Tensor:
-    """x (R, N) -> (R, out_cols): column j = sum_t g[t] x[:, j + t]."""
-    x = x.contiguous()
-    rows, cols = x.shape
-    block, span = band.shape
-    blocks = -(-out_cols // block)
-    need = blocks * block + span - block
-    if need > cols:
-        x = torch.cat([x, x.new_zeros(rows, need - cols)], dim=1)
-        cols = need
-    windows = x.as_strided((blocks, rows, span), (block, cols, 1))
-    out = torch.matmul(windows, band.T)  # (blocks, rows, block)
-    return out.permute(1, 0, 2).reshape(rows, blocks * block)[:, :out_cols]
-
-
 def _toeplitz_block(kernel_1d: torch.Tensor, block: int) -> torch.Tensor:
     """(block, block + k - 1) with row i = the kernel placed at column i."""
     k = kernel_1d.shape[-1]
@@ -247,7 +232,8 @@ def blur_separable(images: torch.Tensor, kernels_1d: torch.Tensor) -> torch.Tens
     out = []
     for i in range(b):
         band = _toeplitz_block(kernels_1d[i if kernels_1d.shape[0] > 1 else 0], _BAND_ROWS)
-        channels = [_banded_cols(_banded_rows(plane, band, h), band, w) for plane in padded[i]]
+        # the horizontal pass is the vertical one on the transpose (g is symmetric and shared by both)
+        channels = [_banded_rows(_banded_rows(plane, band, h).T, band, w).T for plane in padded[i]]
         out.append(torch.stack(channels))
     return torch.stack(out)
 

@@ -27,10 +27,11 @@ import pandas as pd
 import torch
 from torch import nn
 
+from faceres.config import check_ks
 from faceres.errors import ConfigError, DataError
 from faceres.metrics.fid import GaussianStats, cached_features, frechet_distance, image_set_statistics, network_key
 from faceres.metrics.images import identity_embeddings, inception_activations, iterate_batches, pair_images, to_unit_tensor
-from faceres.metrics.manifold import ManifoldMetrics, validate_ks, precision_recall
+from faceres.metrics.manifold import ManifoldMetrics, precision_recall
 from faceres.metrics.perceptual import LPIPS_NETS, build_lpips, lpips_distance
 from faceres.metrics.pixel import psnr, ssim
 from faceres.metrics.stats import summarize
@@ -106,7 +107,7 @@ class EvalOptions:
             raise ConfigError(f"crop_border must be an integer >= 0, got {self.crop_border!r}")
         if self.lpips_net not in LPIPS_NETS:
             raise ConfigError(f"lpips_net must be one of {', '.join(LPIPS_NETS)}, got {self.lpips_net!r}")
-        object.__setattr__(self, "ks", validate_ks(self.ks))
+        object.__setattr__(self, "ks", check_ks(self.ks))
         for name in ("batch_size", "n_bootstrap"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")

@@ -19,26 +19,13 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from faceres.errors import ConfigError, DataError
+from faceres.imageio import list_images, read_rgb
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 # dlib's face-recognition ResNet reads 150x150 aligned chips; used when the embedder does not say.
 DEFAULT_IDENTITY_INPUT_SIZE = 150
 _NAMES_SHOWN = 5
 
 ImageSource = str | os.PathLike | Sequence[str | os.PathLike]
-
-
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly inside ``folder`` (by extension, hidden files skipped), sorted by name."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"image folder {folder} does not exist or is not a folder")
-    paths = sorted(
-        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
-    )
-    if not paths:
-        raise DataError(f"image folder {folder} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-    return paths
 
 
 def resolve_images(images: ImageSource) -> list[Path]:
@@ -85,11 +72,7 @@ def pair_images(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike) -> list[
 
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
     """HxWx3 uint8 RGB array of an image file (grey and RGBA are converted, as pytorch-fid does)."""
-    try:
-        with Image.open(path) as image:
-            return np.array(image.convert("RGB"))  # a writable copy: torch warns on read-only arrays
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise DataError(f"cannot read image {path}: {error}") from None
+    return read_rgb(path, convert=True)
 
 
 class _LoadedFiles(Dataset):

@@ -34,6 +34,7 @@ import faiss
 import numpy as np
 import torch
 
+from faceres.config import check_ks
 from faceres.errors import ConfigError, DataError
 
 _UNIT_ROUNDOFF_F32 = 2.0**-24
@@ -283,20 +284,13 @@ def _cross_membership(fake: _FeatureSet, real: _FeatureSet, fake_r2: np.ndarray,
     return fake_in.T, real_in.T
 
 
-def validate_ks(ks: Sequence[int]) -> tuple[int, ...]:
-    ks = tuple(ks)
-    if not ks or any(not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1 for k in ks):
-        raise ConfigError(f"neighbourhood sizes ks must be positive integers, got {list(ks)}")
-    return tuple(sorted({int(k) for k in ks}))
-
-
 def precision_recall(real_features, fake_features, ks: Sequence[int] = (1, 2, 3, 4), *, paired: bool = True) -> ManifoldMetrics:
     """Precision, recall and (``paired``: row i of both sets is one image pair) iPrecision / iRecall for ``ks``.
 
     ``real_features``: N_r x d (ground truth), ``fake_features``: N_f x d (restorations). See the module
     docstring for the definitions. Memory is O((N_r + N_f) d) plus a 64 MiB distance block.
     """
-    ks = validate_ks(ks)
+    ks = check_ks(ks)
     k_max = ks[-1]
     real, fake = _FeatureSet(real_features, "real"), _FeatureSet(fake_features, "fake")
     if real.dim != fake.dim:

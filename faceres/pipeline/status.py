@@ -7,7 +7,7 @@ folder still gets every output dvc.yaml declares, holding its status instead of 
 - restore reads it and writes ``data/restored/<arm>/status.json`` = {status: not_run, reason} (or ok, tasks);
 - evaluate writes ``metrics/<method>/<task>.json`` = {method, task, status, reason} (not_run or
   not_provided) and a note in ``per_image/``; the report shows such a row as not run / not provided
-  (faceres/report/inputs.py reads it).
+  (faceres/results.py reads it).
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from pathlib import Path
 
 from faceres.errors import DataError
 from faceres.pipeline.layout import PER_IMAGE, STATUS_FILE
+from faceres.results import NOT_PROVIDED, NOT_RUN
 from faceres.train.checkpoint import SUMMARY_FILE as TRAIN_SUMMARY  # the file train writes either way
 
-OK, NOT_RUN, NOT_PROVIDED = "ok", "not_run", "not_provided"
+OK = "ok"
 
 
 def _write(path: Path, document: dict) -> dict:

@@ -2,7 +2,7 @@
 the human-study kit and a self-contained report, all from metrics files and image folders (pure functions
 with explicit paths; the DVC ``report`` stage wires them).
 
-- :mod:`~faceres.report.inputs`: metrics-file format, loader and validation; the paper's numbers.
+- :mod:`~faceres.results` (outside: the evaluate stage writes it): the metrics-file format; :mod:`~faceres.report.inputs`: the paper's numbers.
 - :mod:`~faceres.report.tables`: :func:`table6`, :func:`table7`, :func:`table8`, :func:`alpha_table`.
 - :mod:`~faceres.report.figures`: :func:`figure8`, :func:`alpha_tradeoff`, qualitative grids.
 - :mod:`~faceres.report.human_study`: questionnaire page and vote aggregation (Table 8's Preference).
@@ -23,7 +23,8 @@ from faceres.report.figures import (
     write_figure8_data,
 )
 from faceres.report.human_study import aggregate_votes, build_questionnaire
-from faceres.report.inputs import MetricsFile, load_metrics, load_metrics_dir, load_paper_numbers, parse_metrics
+from faceres.report.inputs import load_paper_numbers
+from faceres.results import MetricsFile, load_metrics, load_metrics_dir, parse_metrics
 from faceres.report.tables import Table, alpha_table, table6, table7, table8
 
 __all__ = [

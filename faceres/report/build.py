@@ -10,10 +10,10 @@ from matplotlib.figure import Figure
 
 from faceres.errors import ConfigError, DataError
 from faceres.report.document import ReportFigure, RunInfo, write_report
-from faceres.report.figures import FIGURE8_LABELS, alpha_tradeoff, figure8, figure8_data, save_figure, write_figure8_data
+from faceres.report.figures import alpha_tradeoff, figure8, figure8_data, save_figure, write_figure8_data
 from faceres.report.human_study import aggregate_votes
-from faceres.report.inputs import load_metrics_dir
-from faceres.report.tables import TABLE8_LABELS, alpha_table, table6, table7, table8
+from faceres.results import load_metrics_dir
+from faceres.report.tables import alpha_table, table6, table7, table8
 
 
 def build_report(
@@ -24,8 +24,8 @@ def build_report(
     skips_arms: Mapping[int, str],
     aug_arms: Mapping[str, str],
     alpha_arms: Mapping[float, str],
-    comparison: Mapping[str, str] = TABLE8_LABELS,
-    figure8_methods: Mapping[str, str] = FIGURE8_LABELS,
+    comparison: Mapping[str, str],
+    figure8_methods: Mapping[str, str],
     votes_csvs: Sequence[str | Path] = (),
     key_csv: str | Path | None = None,
     qualitative: Sequence[tuple[str, Figure, str]] = (),
@@ -54,10 +54,11 @@ def build_report(
     for table in tables:
         table.write(out_dir / "tables")
 
-    write_figure8_data(figure8_data(runs, figure8_methods), out_dir / "plots")
+    figure8_table = figure8_data(runs, figure8_methods)
+    write_figure8_data(figure8_table, out_dir / "plots")
     makers = [
         ("Figure 8: iPrecision and iRecall (Inception features) vs neighbourhood size",
-         lambda: figure8(runs, figure8_methods), "figure8",
+         lambda: figure8(figure8_table), "figure8",
          "One line per method with a metrics file; k = 1..4 (appendix B, Fig. 8)."),
         ("Alpha trade-off: PSNR and FID vs α", lambda: alpha_tradeoff(runs, alpha_arms), "alpha_tradeoff",
          "Appendix C.4 claims PSNR falls and FID improves (falls) as α grows; ρ = Spearman rank correlation."),

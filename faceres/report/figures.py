@@ -20,12 +20,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 from PIL import Image
 
+from faceres.config import check_ks
 from faceres.errors import ConfigError, DataError
 from faceres.report.images import find_image, load_image
-from faceres.report.inputs import FEATURE_SPACES, MetricsFile
+from faceres.results import FEATURE_SPACES, MetricsFile
 from faceres.report.tables import alpha_trend
 
-FIGURE8_LABELS = {"DEG*": "deg", "GPEN": "gpen", "GFPGAN*": "gfpgan", "DFDNet": "dfdnet", "Ours": "ours"}
 FIGURE8_METRICS = (("iprecision", "iPrecision"), ("irecall", "iRecall"))
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 # Ours drawn last, on top, in the strongest colour (as the paper's figure does).
@@ -46,16 +46,9 @@ def save_figure(figure: Figure, stem: str | Path) -> dict[str, Path]:
     return paths
 
 
-def _check_ks(ks: Sequence[int]) -> list[int]:
-    ks = list(ks)
-    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
-        raise ConfigError(f"ks = {ks!r}; allowed: positive integer neighbourhood sizes, e.g. [1, 2, 3, 4]")
-    return ks
-
-
 def figure8_data(
     runs: Mapping[str, MetricsFile],
-    methods: Mapping[str, str] = FIGURE8_LABELS,
+    methods: Mapping[str, str],
     *,
     features: str = "inception",
     ks: Sequence[int] = (1, 2, 3, 4),
@@ -64,7 +57,7 @@ def figure8_data(
 
     A value absent from a file is NaN. Methods without a file are left out, as in the figure.
     """
-    ks = _check_ks(ks)
+    ks = check_ks(ks)
     if features not in FEATURE_SPACES:
         raise ConfigError(f"features = {features!r}; allowed: {', '.join(FEATURE_SPACES)}")
     records = []
@@ -102,18 +95,13 @@ def write_figure8_data(data: pd.DataFrame, out_dir: str | Path, stem: str = "fig
     return paths
 
 
-def figure8(
-    runs: Mapping[str, MetricsFile],
-    methods: Mapping[str, str] = FIGURE8_LABELS,
-    *,
-    features: str = "inception",
-    ks: Sequence[int] = (1, 2, 3, 4),
-) -> Figure:
-    """Appendix Figure 8: iPrecision (left) and iRecall (right) against k, one line per method with metrics."""
-    data = figure8_data(runs, methods, features=features, ks=ks)
+def figure8(data: pd.DataFrame, *, features: str = "inception") -> Figure:
+    """Appendix Figure 8 from :func:`figure8_data`'s table: iPrecision (left) and iRecall (right) against k, one
+    line per method with values."""
     if data[["iprecision", "irecall"]].notna().sum().sum() == 0:
-        wanted = ", ".join(f"{label} ({method})" for label, method in methods.items())
-        raise DataError(f"figure 8: no metrics file among {wanted} has {features} iprecision or irecall")
+        found = ", ".join(dict.fromkeys(data["method"])) or "none"
+        raise DataError(f"figure 8: no metrics file has {features} iprecision or irecall (methods with a file: {found})")
+    ks = sorted(set(data["k"]))
     figure = Figure(figsize=(8.0, 3.2))
     axes = figure.subplots(1, 2)
     for ax, (metric, ylabel) in zip(axes, FIGURE8_METRICS):

