@@ -10,6 +10,8 @@ logistic loss plus, every ``R1Regularization.interval`` steps, the R1 penalty on
 
 from __future__ import annotations
 
+import contextlib
+
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +36,13 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     return flat @ flat.transpose(1, 2) / (c * h * w)
 
 
+def _autocast(device_type: str, bf16: bool) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on or (explicitly) off; the meta device of the shape tests has no autocast."""
+    if device_type == "meta":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16)
+
+
 class PerceptualLoss(nn.Module):
     """Feature and style reconstruction losses on a frozen VGG16 (spec Eq. 14-15, Johnson et al. 2016).
 
@@ -47,8 +56,12 @@ class PerceptualLoss(nn.Module):
     each per sample, then averaged over the batch. Gradients flow to ``restored`` only.
     """
 
-    def __init__(self, vgg_features: nn.Sequential, layers: Sequence[str] = DEFAULT_PERCEPTUAL_LAYERS):
+    def __init__(self, vgg_features: nn.Sequential, layers: Sequence[str] = DEFAULT_PERCEPTUAL_LAYERS, *,
+                 bf16: bool = False):
+        """``bf16``: the VGG16 passes under bfloat16 autocast (profiles.<p>.perceptual_precision); else float32,
+        even inside an outer autocast. The losses themselves are always reduced in float32."""
         super().__init__()
+        self.bf16 = bf16
         unknown = [name for name in layers if name not in VGG16_LAYERS]
         if unknown or not layers:
             raise ConfigError(f"perceptual layers {list(layers)!r} not allowed: choose from {list(VGG16_LAYERS)}")
@@ -85,9 +98,16 @@ class PerceptualLoss(nn.Module):
         """Return (feature loss, style loss), each a scalar averaged over the batch."""
         if restored.shape != target.shape:
             raise ValueError(f"perceptual loss: restored {list(restored.shape)} != target {list(target.shape)}")
-        restored_features = self.features(restored)
-        with torch.no_grad():
-            target_features = self.features(target)
+        device = restored.device.type
+        with _autocast(device, self.bf16):
+            restored_features = self.features(restored)
+            with torch.no_grad():
+                target_features = self.features(target)
+        with _autocast(device, False):  # Gram matmuls and reductions in float32 in every mode
+            return self._losses(restored, restored_features, target_features)
+
+    @staticmethod
+    def _losses(restored, restored_features, target_features) -> tuple[torch.Tensor, torch.Tensor]:
         feature_loss = restored.new_zeros(restored.shape[0], dtype=torch.float32)
         style_loss = restored.new_zeros(restored.shape[0], dtype=torch.float32)
         for phi_x, phi_y in zip(restored_features, target_features):
@@ -133,8 +153,9 @@ def _require_weight(name: str, value: object) -> float:
 class R1Regularization:
     """R1 on reals with lazy regularization (StyleGAN2): apply every ``interval`` D steps, scaled by it.
 
-    gamma = 0 disables it. With lazy regularization Adam's hyper-parameters are rescaled by
-    interval / (interval + 1) (:meth:`adam_hyperparameters`) so the overall step size is unchanged.
+    gamma = 0 disables it. The penalty joins the discriminator's loss in its regular step: no extra optimizer
+    step, so Adam's lr and betas need none of stylegan2-ada's interval / (interval + 1) correction (that
+    correction is for a separate R1 step, 17 D steps per 16 iterations).
     """
 
     gamma: float = 10.0
@@ -153,10 +174,6 @@ class R1Regularization:
         """The penalty to add on a step where :meth:`applies_at` is true (already scaled by the interval)."""
         return r1_penalty(real_logits, real_images, self.gamma) * self.interval
 
-    def adam_hyperparameters(self, lr: float, betas: tuple[float, float]) -> tuple[float, tuple[float, float]]:
-        """(lr, betas) for the discriminator's Adam under lazy regularization."""
-        ratio = self.interval / (self.interval + 1)
-        return lr * ratio, (betas[0] ** ratio, betas[1] ** ratio)
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ def test_skip_nodes_match_the_paper():
         ({"degrade.bfr.blur_sigma": [1.0]}, "degrade.bfr.blur_sigma = [1.0]: allowed: a list of 2 values"),
         ({"degrade.bfr.kernel_size": 40}, "degrade.bfr.kernel_size = 40: allowed: an odd integer >= 3"),
         ({"degrade.bfr.jpeg_quality": [60, 101]}, "degrade.bfr.jpeg_quality = [60, 101]"),
-        ({"degrade.splits": ["val"]}, "degrade.splits[0] = 'val': allowed: one of train, test"),
+        ({"degrade.splits": ["valid"]}, "degrade.splits[0] = 'valid': allowed: one of train, val, test"),
         ({"degrade.sr16.factor": 12}, "degrade.sr16.factor = 12: allowed: a power of two >= 2"),
         ({"profiles.cpu.resolution": 32, "skips": 1}, "degrade.sr16.factor = 16: allowed: a factor leaving >= 4 px"),
         ({"profiles.cpu.resolution": 16, "skips": 1}, "degrade.sr8.factor = 8"),

@@ -413,6 +413,22 @@ class FakeEmbedder:
         return grey.reshape(len(faces), 8, 4, 8, 4).mean(axis=(2, 4)).reshape(len(faces), -1)
 
 
+class LandmarkFakeEmbedder(FakeEmbedder):
+    """Also finds "landmarks" (the image's mean grey level in every coordinate; "fails" on dark faces) and
+    records which landmark rows each embedding call received."""
+
+    def __init__(self):
+        self.received = []
+
+    def landmarks(self, faces: np.ndarray) -> np.ndarray:
+        level = faces.astype(np.float64).mean(axis=(1, 2, 3))
+        return np.column_stack([np.repeat(level[:, None], 10, axis=1), (level < 90).astype(float)])
+
+    def __call__(self, faces: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
+        self.received.append(landmarks)
+        return super().__call__(faces)
+
+
 @pytest.fixture(scope="module")
 def restoration_folders(tmp_path_factory):
     """12 square 64x64 CelebA crops as BMP ground truth and degraded PNG restorations (paired by name, not extension)."""
@@ -479,6 +495,23 @@ def test_evaluate_folders_against_references(restoration_folders, tmp_path, monk
             assert table[f"{quantity}_k{k}"].mean() == expected[quantity][k]
             assert summary["metrics"]["ipr"][quantity][f"k{k}"]["mean"] == expected[quantity][k]
     assert result.summary["metrics"]["fid"]["value"] == summary["metrics"]["fid"]["value"]
+
+
+def test_identity_chips_of_restorations_use_the_ground_truth_landmarks(restoration_folders):
+    root = restoration_folders
+    embedder = LandmarkFakeEmbedder()
+    networks = Networks(fid_inception=None, lpips_backbone=None, identity_embedder=lambda: embedder)
+    options = EvalOptions(batch_size=5, ks=(1, 2), progress=False, ci_level=None)
+    result = evaluate_folders(root / "pred", root / "gt", metrics=["ipr"], networks=networks, options=options)
+    gts = [np.asarray(Image.open(root / "gt" / f).convert("RGB").resize((32, 32), Image.Resampling.BICUBIC))
+           for f in result.per_image["gt_file"]]
+    expected = embedder.landmarks(np.stack(gts))  # the ground truth's, image by image
+    calls = [r for r in embedder.received]
+    assert len(calls) == 2 * 3  # ground truth and restorations, 3 batches of at most 5 each
+    np.testing.assert_array_equal(np.concatenate(calls[:3]), expected)
+    np.testing.assert_array_equal(np.concatenate(calls[3:]), expected)
+    assert result.summary["metrics"]["ipr"]["landmarks"] == {
+        "source": "ground truth", "images": 12, "detector_fallbacks": int((expected[:, 10] == 1).sum())}
 
 
 def test_mismatched_folders_name_the_differences(tmp_path):

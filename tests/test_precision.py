@@ -179,3 +179,33 @@ def test_the_online_degradation_switches_tf32_off_inside_and_restores_it_after()
         assert (matmul.fp32_precision, conv.fp32_precision) == ("tf32", "tf32")
     finally:
         matmul.fp32_precision, conv.fp32_precision = saved
+
+
+def test_perceptual_loss_precision_switch_is_its_own():
+    """VGG16 in bf16 only when asked (even inside an outer bf16 autocast it stays float32 otherwise); its
+    gradient then matches float32's closely, and the loss reductions stay float32."""
+    import torchvision
+
+    from faceres.losses import PerceptualLoss
+
+    torch.manual_seed(0)
+    vgg = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["D"])
+    seen = []
+    for module in vgg:
+        if isinstance(module, torch.nn.Conv2d):
+            module.register_forward_hook(lambda m, inputs, output: seen.append(output.dtype))
+    x, y = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    grads = {}
+    for bf16, outer in ((False, False), (True, False), (False, True)):
+        loss = PerceptualLoss(vgg, bf16=bf16)
+        seen.clear()
+        restored = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=outer):
+            feature, style = loss(restored, y)
+        assert feature.dtype == style.dtype == torch.float32
+        assert set(seen) == {torch.bfloat16 if bf16 else torch.float32}, (bf16, outer, set(seen))
+        (feature + style).backward()
+        grads[bf16, outer] = restored.grad.flatten()
+    cosine = torch.nn.functional.cosine_similarity(grads[False, False], grads[True, False], dim=0)
+    assert 1 - cosine < 0.01, float(1 - cosine)
+    assert torch.equal(grads[False, False], grads[False, True])  # the outer autocast changes nothing

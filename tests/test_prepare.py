@@ -43,6 +43,20 @@ def test_split_is_by_seeded_hash_of_identity():
     assert test != split_identities(identities, 0.1, seed=1)
 
 
+def test_validation_identities_come_out_of_training_and_leave_the_test_split_alone():
+    from faceres.config import load_config
+    from faceres.data.prepare import SourceItem, assign_splits
+
+    items = [SourceItem(f"img{i}", f"{i}.jpg", f"id{i // 3}") for i in range(300)]  # 100 identities x 3
+    plain = assign_splits(items, load_config(overrides={"data.val_fraction": 0.0}))
+    with_val = assign_splits(items, load_config(overrides={"data.val_fraction": 0.2}))
+    assert set(plain) == {"train", "test"}
+    assert [a == "test" for a in plain] == [b == "test" for b in with_val]  # the same test images
+    by_split = {s: {it.identity for it, x in zip(items, with_val) if x == s} for s in ("train", "val", "test")}
+    assert len(by_split["test"]) == 10 and len(by_split["val"]) == 18  # round(0.2 * 90)
+    assert not (by_split["val"] & by_split["train"]) and not (by_split["val"] & by_split["test"])
+
+
 def _folder_config(celeba, **overrides):
     base = {
         "data.source": "folder",

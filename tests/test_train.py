@@ -163,3 +163,20 @@ def test_a_short_run_on_celeba_restores_held_out_faces_clearly_better_than_their
     restored_l1 = float((restored - gt).abs().mean())
     print(f"\nheld-out L1 ({len(gt)} faces): degraded {degraded_l1:.4f}, restored {restored_l1:.4f}")
     assert restored_l1 < 0.9 * degraded_l1
+
+
+def test_mirrored_flips_about_half_the_images_the_same_way_on_every_split():
+    from faceres.train.loop import mirrored
+
+    images = torch.arange(4 * 3 * 2 * 5, dtype=torch.float32).reshape(4, 3, 2, 5).repeat(64, 1, 1, 1)
+    positions = torch.arange(images.shape[0])
+    out = mirrored(images, 0.5, seed=3, step=7, positions=positions)
+    flipped = torch.tensor([torch.equal(o, i.flip(-1)) for o, i in zip(out, images)])
+    kept = torch.tensor([torch.equal(o, i) for o, i in zip(out, images)])
+    assert bool((flipped ^ kept).all())  # each image either mirrored left-right or untouched
+    assert 0.4 < flipped.float().mean().item() < 0.6  # 256 draws at p = 0.5
+    # One process or two (even / odd positions): the same images flip.
+    halves = [mirrored(images[r::2], 0.5, 3, 7, positions[r::2]) for r in (0, 1)]
+    assert torch.equal(torch.stack([halves[i % 2][i // 2] for i in range(len(images))]), out)
+    assert not torch.equal(mirrored(images, 0.5, 3, 8, positions), out)  # another step, other draws
+    assert mirrored(images, 0.0, 3, 7, positions) is images

@@ -443,3 +443,17 @@ def test_identity_embeddings_separate_celeba_identities(weights_cache):
     assert same_mean < 0.75 * different_mean, (same_mean, different_mean)
     assert same_mean < 0.6 < different_mean, (same_mean, different_mean)  # dlib's documented threshold
     assert embedder.fallbacks <= 4
+
+
+@pytest.mark.needs_weights
+def test_identity_chips_cut_with_ground_truth_landmarks(weights_cache):
+    from faceres.metrics.identity import load_identity_embedder
+
+    files = sorted((CELEBA / "images").glob("*.jpg"))[:6]
+    faces = np.stack([np.asarray(Image.open(f).convert("RGB").resize((150, 150), Image.Resampling.BICUBIC)) for f in files])
+    embedder = load_identity_embedder()
+    landmarks = embedder.landmarks(faces)
+    assert landmarks.shape == (6, 11) and set(landmarks[:, 10]) <= {0.0, 1.0}
+    assert np.all((landmarks[:, :10] >= 0) & (landmarks[:, :10] < 150))
+    # The same landmarks handed back cut the same chips dlib cuts from its own detection.
+    np.testing.assert_array_equal(embedder(faces, landmarks), embedder(faces))

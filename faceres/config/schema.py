@@ -28,7 +28,7 @@ from faceres.errors import ConfigError
 
 PARAMS_FILE = "params.yaml"
 TASKS = ("bfr", "sr8", "sr16")
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")
 MAX_SKIPS = 6  # paper: skip nodes at 8, 16, 32, 64, 128, 256 px for 512 px images
 REFERENCE_RESOLUTION = 512  # the resolution at which the paper's degradation ranges are defined
 PrecisionMode = Literal["fp32", "tf32", "bf16"]  # training precision (faceres/train/precision.py)
@@ -108,7 +108,9 @@ class ProfileConfig:
     workers: int = field(metadata=_non_negative_int)
     """worker processes for data preparation, degradation and loading"""
     precision: PrecisionMode
-    """fp32 / tf32 (CUDA matmuls and convolutions in TF32) / bf16 (G, D and VGG16 under bfloat16 autocast + TF32)"""
+    """fp32 / tf32 (CUDA matmuls and convolutions in TF32) / bf16 (G and D under bfloat16 autocast + TF32)"""
+    perceptual_precision: Literal["fp32", "bf16"]
+    """VGG16 of the perceptual loss: bf16 autocast (fast on GPUs and on CPUs with AMX / AVX-512 BF16) or fp32"""
     channels_last: bool
     """NHWC memory layout for the networks (same arithmetic; time it with bench/train_step.py on your GPU)"""
     identities: int = field(metadata=_check(lambda v: v >= 2, "an integer >= 2"))
@@ -152,6 +154,8 @@ class DataConfig:
     """synthetic (embedded renderer, no download) / folder (any directory of aligned face photos)"""
     test_fraction: float = field(metadata=_check(lambda v: 0.0 < v < 1.0, "a number in (0, 1)"))
     """share of identities held out for testing (split by identity, from seed)"""
+    val_fraction: float = field(metadata=_check(lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"))
+    """share of the other identities held out as a validation split for calibration (0 = none)"""
     on_bad_image: Literal["fail", "skip"]
     """fail / skip (skip records the file and the reason in the manifest)"""
     folder: FolderConfig
@@ -203,8 +207,8 @@ class SRConfig:
 
 @dataclass(frozen=True)
 class DegradeConfig:
-    splits: tuple[Literal["train", "test"], ...] = field(
-        metadata=_check(lambda v: len(v) > 0 and len(set(v)) == len(v), "a non-empty list of train/test")
+    splits: tuple[Literal["train", "val", "test"], ...] = field(
+        metadata=_check(lambda v: len(v) > 0 and len(set(v)) == len(v), "a non-empty list of train/val/test")
     )
     """offline-degraded splits; training degrades online with the same ops"""
     bfr: BFRConfig
@@ -264,6 +268,10 @@ class TrainConfig:
     """noise injection while training: random / const / none"""
     skip_mode: Literal["add", "concat"]
     """how a skip merges into the decoder: add / concat (1x1 projection either way)"""
+    mapping_lr_multiplier: float = field(metadata=_check(lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"))
+    """learning-rate multiplier of the encoder-fed mapping MLP (StyleGAN2's 0.01 leaves it at its initialization)"""
+    hflip: float = field(metadata=_probability)
+    """probability of mirroring a training image, drawn per (seed, step, image) (replayable)"""
     augment: AugmentConfig
     """adversarial data augmentation (used when aug is true)"""
     log_every: int = field(metadata=_positive_int)

@@ -44,12 +44,12 @@ class SourceItem:
     split: str | None = None  # None: decided by the identity split
 
 
-def split_identities(identities: Iterable[str], test_fraction: float, seed: int) -> set[str]:
-    """The test identities: the `round(test_fraction * n)` identities that rank first by a seeded hash."""
+def split_identities(identities: Iterable[str], fraction: float, seed: int, stream: str = "split") -> set[str]:
+    """The held-out identities: the `round(fraction * n)` (at least one) that rank first by a seeded hash."""
     unique = sorted(set(identities))
-    n_test = max(1, round(test_fraction * len(unique))) if len(unique) > 1 else 0
-    ranked = sorted(unique, key=lambda identity: (unit_of("split", seed, identity), identity))
-    return set(ranked[:n_test])
+    n_out = max(1, round(fraction * len(unique))) if len(unique) > 1 and fraction > 0 else 0
+    ranked = sorted(unique, key=lambda identity: (unit_of(stream, seed, identity), identity))
+    return set(ranked[:n_out])
 
 
 def center_crop_resize(image: np.ndarray, resolution: int, upscale: bool, name: str) -> np.ndarray:
@@ -227,11 +227,19 @@ def prepare_dataset(
 
 
 def assign_splits(items: list[SourceItem], config: Config) -> list[str]:
-    """Each item's split: its folder's (test_dir given), else by a seeded hash of its identity."""
-    test_identities = split_identities(
-        [i.identity for i in items if i.split is None], config.data.test_fraction, config.seed
-    )
-    return [item.split or ("test" if item.identity in test_identities else "train") for item in items]
+    """Each item's split: its folder's (test_dir given), else by a seeded hash of its identity; validation
+    identities (``val_fraction``) come out of the training identities, so the test split does not move."""
+    free = [i.identity for i in items if i.split is None]
+    test_identities = split_identities(free, config.data.test_fraction, config.seed)
+    val_identities = split_identities([i for i in free if i not in test_identities], config.data.val_fraction,
+                                      config.seed, stream="val-split")
+
+    def split_of(item: SourceItem) -> str:
+        if item.split is not None:
+            return item.split
+        return "test" if item.identity in test_identities else "val" if item.identity in val_identities else "train"
+
+    return [split_of(item) for item in items]
 
 
 def _manifest(items: list[SourceItem], splits: list[str], reasons: list[str | None]) -> pd.DataFrame:

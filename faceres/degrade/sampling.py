@@ -34,7 +34,7 @@ import json
 import math
 import typing
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import torch
 
@@ -274,6 +274,13 @@ class OnlineBFRParams:
     def _map(self, op) -> "OnlineBFRParams":
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return OnlineBFRParams(**{n: op(n, v) if isinstance(v, torch.Tensor) else v for n, v in fields.items()})
+
+    @staticmethod
+    def cat(parts: Sequence["OnlineBFRParams"]) -> "OnlineBFRParams":
+        """One batch of the parts' images, in order (detached; the noise fields must have one size)."""
+        first = parts[0]
+        assert all(p.kernel_size == first.kernel_size for p in parts)
+        return first._map(lambda name, value: torch.cat([getattr(p, name).detach() for p in parts]))
 
     def take(self, index: torch.Tensor) -> "OnlineBFRParams":
         """The images `index` (int64, on the parameters' device), detached."""

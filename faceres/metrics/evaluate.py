@@ -30,7 +30,14 @@ from torch import nn
 from faceres.config import check_ks
 from faceres.errors import ConfigError, DataError
 from faceres.metrics.fid import GaussianStats, cached_features, frechet_distance, image_set_statistics, network_key
-from faceres.metrics.images import identity_embeddings, inception_activations, iterate_batches, pair_images, to_unit_tensor
+from faceres.metrics.images import (
+    identity_embeddings,
+    identity_landmarks,
+    inception_activations,
+    iterate_batches,
+    pair_images,
+    to_unit_tensor,
+)
 from faceres.metrics.manifold import ManifoldMetrics, precision_recall
 from faceres.metrics.perceptual import LPIPS_NETS, build_lpips, lpips_distance
 from faceres.metrics.pixel import psnr, ssim
@@ -270,11 +277,21 @@ def evaluate_folders(
         embedder = networks.identity_embedder()
         embed = dict(input_size=options.identity_input_size, **options.loader())
         identity_key = getattr(embedder, "cache_key", None)  # None (an unnamed embedder): never cached
-        gt_embeddings = cached_features(gt_paths, identity_key and f"{identity_key}:{options.identity_input_size}",
-                                        lambda: identity_embeddings(gt_paths, embedder, **embed), options.fid_cache_dir)
-        result = precision_recall(gt_embeddings, identity_embeddings(pred_paths, embedder, **embed), options.ks,
-                                  paired=True)
+        identity_key = identity_key and f"{identity_key}:{options.identity_input_size}"
+        # Landmarks from the ground truth cut the chips of the pair alike (IdentityEmbedder's docstring).
+        landmarks = None
+        if hasattr(embedder, "landmarks"):
+            landmarks = cached_features(gt_paths, identity_key and f"{identity_key}:landmarks",
+                                        lambda: identity_landmarks(gt_paths, embedder, **embed), options.fid_cache_dir)
+        gt_embeddings = cached_features(gt_paths, identity_key,
+                                        lambda: identity_embeddings(gt_paths, embedder, landmarks=landmarks, **embed),
+                                        options.fid_cache_dir)
+        pred_embeddings = identity_embeddings(pred_paths, embedder, landmarks=landmarks, **embed)
+        result = precision_recall(gt_embeddings, pred_embeddings, options.ks, paired=True)
         results["ipr"] = _manifold_summary(result, "identity", "", table, options)
+        if landmarks is not None:
+            results["ipr"]["landmarks"] = {"source": "ground truth", "images": len(gt_paths),
+                                           "detector_fallbacks": int(landmarks[:, 10].sum())}
 
     summary = {"n_pairs": len(pairs), "pred_dir": str(pred_dir), "gt_dir": str(gt_dir), "metrics_computed": list(metrics),
                "options": {**asdict(options), "ks": list(options.ks)}, "metrics": results}

@@ -200,10 +200,48 @@ class _ResizeTo:
         return resize_square(image, self.size)
 
 
+def _over_identity_batches(paths: list[Path], size: int, apply: Callable, what: str, *, batch_size: int,
+                           num_workers: int, progress: bool) -> np.ndarray:
+    """N x D rows of ``apply(indices, N x S x S x 3 uint8 batch)`` over the images resized to ``size``."""
+    out: np.ndarray | None = None
+    for indices, batch in iterate_batches(paths, _ResizeTo(size), batch_size=batch_size, num_workers=num_workers,
+                                          desc=what, progress=progress):
+        rows = np.asarray(apply(indices, batch.numpy()), dtype=np.float64)
+        if rows.ndim != 2 or rows.shape[0] != len(indices):
+            raise DataError(f"the identity embedder returned shape {rows.shape} for a batch of {len(indices)} faces")
+        if out is None:
+            out = np.empty((len(paths), rows.shape[1]))
+        out[indices] = rows
+    return out
+
+
+def _identity_size(embedder, input_size: int | None) -> int:
+    return int(input_size or getattr(embedder, "input_size", None) or DEFAULT_IDENTITY_INPUT_SIZE)
+
+
+def identity_landmarks(
+    images: ImageSource,
+    embedder,
+    *,
+    input_size: int | None = None,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> np.ndarray:
+    """N x 11: the embedder's 5 landmarks (x, y) per face at its input size, and 1.0 where detection fell back.
+
+    Found once on the ground truth, they cut the chips of every restoration of that image
+    (:func:`identity_embeddings`' ``landmarks``)."""
+    paths = resolve_images(images)
+    return _over_identity_batches(paths, _identity_size(embedder, input_size), lambda _, batch: embedder.landmarks(batch),
+                                  "face landmarks", batch_size=batch_size, num_workers=num_workers, progress=progress)
+
+
 def identity_embeddings(
     images: ImageSource,
-    embedder: Callable[[np.ndarray], np.ndarray],
+    embedder: Callable[..., np.ndarray],
     *,
+    landmarks: np.ndarray | None = None,
     input_size: int | None = None,
     batch_size: int = 64,
     num_workers: int = 0,
@@ -212,17 +250,15 @@ def identity_embeddings(
     """N x D float64 identity embeddings of aligned face crops.
 
     ``embedder`` maps an N x S x S x 3 uint8 batch to N x D features; S is ``input_size``, else the
-    embedder's ``input_size`` attribute, else 150 (dlib's face chip).
+    embedder's ``input_size`` attribute, else 150 (dlib's face chip). ``landmarks`` (N x 11, row i for image
+    i, from :func:`identity_landmarks`) are passed on to cut the chips; None lets the embedder find its own.
     """
     paths = resolve_images(images)
-    size = int(input_size or getattr(embedder, "input_size", None) or DEFAULT_IDENTITY_INPUT_SIZE)
-    out: np.ndarray | None = None
-    for indices, batch in iterate_batches(paths, _ResizeTo(size), batch_size=batch_size, num_workers=num_workers,
-                                          desc="identity features", progress=progress):
-        features = np.asarray(embedder(batch.numpy()), dtype=np.float64)
-        if features.ndim != 2 or features.shape[0] != len(indices):
-            raise DataError(f"the identity embedder returned shape {features.shape} for a batch of {len(indices)} faces")
-        if out is None:
-            out = np.empty((len(paths), features.shape[1]))
-        out[indices] = features
-    return out
+    if landmarks is not None and landmarks.shape[0] != len(paths):
+        raise DataError(f"{landmarks.shape[0]} landmark rows for {len(paths)} images")
+
+    def apply(indices, batch):
+        return embedder(batch) if landmarks is None else embedder(batch, landmarks[indices])
+
+    return _over_identity_batches(paths, _identity_size(embedder, input_size), apply, "identity features",
+                                  batch_size=batch_size, num_workers=num_workers, progress=progress)

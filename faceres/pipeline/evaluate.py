@@ -64,6 +64,7 @@ def report_document(method: str, task: str, summary: dict, config: Config, seed_
         path=Path(), method=method, task=task, n_images=summary["n_pairs"], profile=config.profile,
         data_source=config.data.source, identity_backbone=IDENTITY_BACKBONE, noise_seeds=max(len(seed_psnr), 1),
         per_image=per_image, fid=raw["fid"]["value"] if "fid" in raw else None, manifold=manifold,
+        extra={"identity_landmarks": raw["ipr"]["landmarks"]} if "landmarks" in raw.get("ipr", {}) else {},
     ).to_document()
 
 

@@ -38,6 +38,15 @@ class HardenedBatch:
     params: OnlineBFRParams
     pixel_delta: torch.Tensor | None  # added to the degraded input (selected images only), or None
     stats: dict[str, float | torch.Tensor]  # logged means (device tensors stay on the device)
+    index: torch.Tensor | None = None  # the hardened images (into the batch), None when none was
+    base_l1: torch.Tensor | None = None  # their restorations' L1 under the sampled degradation, before hardening
+
+    def l1_gain(self, restored: torch.Tensor, target: torch.Tensor) -> torch.Tensor | float:
+        """Mean L1 the hardening added, read off the generator step's own restorations (no extra forward)."""
+        if self.index is None:
+            return 0.0
+        final = (restored.detach().index_select(0, self.index) - target.index_select(0, self.index)).abs()
+        return (final.flatten(1).mean(1) - self.base_l1).mean()
 
 
 def selected_images(aug: AugmentConfig, seed: int, step: int, positions: list[int]) -> list[int]:
@@ -90,13 +99,13 @@ def harden(
     generator.requires_grad_(False)
     try:
         part = params.take(index)
-        with torch.no_grad():
-            base_loss = _per_image_l1(generator, chosen_gt, apply_bfr_tensor(chosen_gt, part))
-        loss = base_loss
         if aug.mode in ("worst_of_k", "both"):
-            part, loss = _worst_of_k(generator, chosen_gt, part, loss, bfr, aug, seed, step, chosen_positions)
+            part, base_loss = _worst_of_k(generator, chosen_gt, part, bfr, aug, seed, step, chosen_positions)
+        else:
+            with torch.no_grad():
+                base_loss = _per_image_l1(generator, chosen_gt, apply_bfr_tensor(chosen_gt, part))
         if aug.mode in ("pgd", "both"):
-            part, loss = _pgd(generator, chosen_gt, part, bfr, aug)
+            part = _pgd(generator, chosen_gt, part, bfr, aug)
         pixel_delta = None
         if aug.pixel_eps > 0:
             degraded = apply_bfr_tensor(chosen_gt, part).detach().requires_grad_(True)
@@ -107,21 +116,24 @@ def harden(
         for parameter, flag in zip(generator.parameters(), requires_grad):
             parameter.requires_grad_(flag)
         generator.train(was_training)
-    stats["aug_l1_gain"] = (loss - base_loss).detach().mean()
-    return HardenedBatch(params.put(index, part), pixel_delta, stats)
+    return HardenedBatch(params.put(index, part), pixel_delta, stats, index, base_loss.detach())
 
 
-def _worst_of_k(generator, gt, part, loss, bfr, aug, seed, step, positions: torch.Tensor):
-    best, best_loss = part, loss
-    for k in range(1, aug.candidates):
-        keys = keys_for(key_of("augment-candidate", seed, step, k), positions)
-        candidate = sample_online(bfr, keys, tuple(gt.shape[-2:]))
-        with torch.no_grad():
-            candidate_loss = _per_image_l1(generator, gt, apply_bfr_tensor(gt, candidate))
-        better = candidate_loss > best_loss
-        best = best.where(better, candidate)
-        best_loss = torch.where(better, candidate_loss, best_loss)
-    return best, best_loss
+def _worst_of_k(generator, gt, part, bfr, aug, seed, step, positions: torch.Tensor):
+    """The sampled degradation and K-1 more candidates in one generator pass; per image the one whose
+    restoration has the largest L1 (the first of equals). Returns (chosen parameters, the sampled one's L1)."""
+    n, size = len(part), tuple(gt.shape[-2:])
+    candidates = [part] + [
+        sample_online(bfr, keys_for(key_of("augment-candidate", seed, step, k), positions), size)
+        for k in range(1, aug.candidates)
+    ]
+    every = OnlineBFRParams.cat(candidates)
+    repeated = gt.repeat(len(candidates), 1, 1, 1)
+    with torch.no_grad():
+        losses = _per_image_l1(generator, repeated, apply_bfr_tensor(repeated, every)).reshape(len(candidates), n)
+    pick = losses.argmax(dim=0)  # argmax returns the first maximum, as a strict "better than" scan would
+    chosen = every.take(pick * n + torch.arange(n, device=pick.device))
+    return chosen, losses[0]
 
 
 def _pgd(generator, gt, part, bfr, aug):
@@ -136,6 +148,4 @@ def _pgd(generator, gt, part, bfr, aug):
                     tensor.add_(grad.sign() * (aug.pgd_step * ranges[name]))
         part.requires_grad_(False)
         clamp_to_ranges(part, bfr)
-    with torch.no_grad():
-        loss = _per_image_l1(generator, gt, apply_bfr_tensor(gt, part))
-    return part, loss
+    return part

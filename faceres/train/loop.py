@@ -42,7 +42,7 @@ from faceres.models import build_models
 from faceres.models.io import save_generator
 from faceres.paths import CACHE_ENV
 from faceres.seeds import key_of
-from faceres.streams import keys_for
+from faceres.streams import keys_for, uniform
 from faceres.train.augment import harden
 from faceres.train.checkpoint import (
     CHECKPOINT_FILE,
@@ -102,15 +102,15 @@ class Trainer:
             l1=train.l1_weight, feature=train.perceptual_weight, style=train.style_weight, adversarial=arm.alpha
         )
         perceptual = (
-            PerceptualLoss(vgg_features).to(ctx.device, memory_format=self.memory_format)
+            PerceptualLoss(vgg_features, bf16=config.scale.perceptual_precision == "bf16").to(
+                ctx.device, memory_format=self.memory_format)
             if weights.needs_perceptual
             else None
         )
         self.loss = GeneratorLoss(weights, perceptual)
         self.r1 = R1Regularization(gamma=config.scale.r1_gamma, interval=train.r1_interval)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=train.lr, betas=train.betas)
-        d_lr, d_betas = self.r1.adam_hyperparameters(train.lr, train.betas)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=d_lr, betas=d_betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=train.lr, betas=train.betas)  # R1 rides in D's step
         self.global_batch = config.scale.batch
         self.rank_batch = rank_batch(config, ctx.world_size, self.model_config.mbstd_group_size)
         self.plan = StepPlan(len(dataset), self.global_batch, config.seed)
@@ -158,11 +158,12 @@ class Trainer:
         """
         config, train, device = self.config, self.config.train, self.ctx.device
         gt = images_uint8.to(device=device, non_blocking=True).to(torch.float32).div_(255.0)
+        gt = mirrored(gt, train.hflip, config.seed, self.step, self.position_tensor)
         gt = gt.contiguous(memory_format=self.memory_format)
         size = tuple(gt.shape[-2:])
         params = step_degradations(self.bfr, config.seed, self.step, self.position_tensor, size)
         logs: dict[str, torch.Tensor | float] = {}
-        pixel_delta = None
+        pixel_delta, hardened = None, None
         if self.arm.aug:
             with self.precision.autocast():  # the generator's passes only: the degradation opts out
                 hardened = harden(
@@ -190,6 +191,8 @@ class Trainer:
         average_gradients(list(self.G.parameters()), self.ctx)
         self.opt_g.step()
         logs.update({f"g_{k}": v.detach() for k, v in losses.items()})
+        if hardened is not None:
+            logs["aug_l1_gain"] = hardened.l1_gain(restored, target)
 
         # Discriminator step (only when the adversarial term is used).
         if self.arm.alpha > 0:
@@ -242,6 +245,15 @@ class Trainer:
         rows = torch.cat([degraded, restored.clamp(0, 1), gt], dim=3)  # side by side
         grid = to_uint8(torch.cat(list(rows), dim=1))  # stacked vertically
         return grid.permute(1, 2, 0).cpu().numpy()
+
+
+def mirrored(images: torch.Tensor, probability: float, seed: int, step: int, positions: torch.Tensor) -> torch.Tensor:
+    """Each image mirrored left-right with ``probability``, drawn on the device per (seed, step, global position):
+    the same images flip on any number of processes and on a replay."""
+    if probability <= 0:
+        return images
+    flip = uniform(keys_for(key_of("hflip", seed, step), positions), 1, torch.float32)[:, 0] < probability
+    return torch.where(flip[:, None, None, None], images.flip(-1), images)
 
 
 def rank_batch(config: Config, world_size: int, group_size: int) -> int:

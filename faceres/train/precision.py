@@ -2,8 +2,11 @@
 
 - ``fp32``: IEEE float32 everywhere. On CUDA this also turns off the TF32 convolutions cuDNN allows by default.
 - ``tf32``: float32 tensors, but CUDA matmuls and cuDNN convolutions may round their inputs to TF32 (Ampere+).
-- ``bf16``: TF32 as above, and the networks' forward passes (generator, discriminator, VGG16 of the perceptual
-  loss) run under bfloat16 autocast.
+- ``bf16``: TF32 as above, and the generator's and discriminator's forward passes run under bfloat16 autocast.
+
+The VGG16 of the perceptual loss has its own switch, ``profiles.<name>.perceptual_precision`` (bf16 or fp32,
+whatever ``precision`` says): it is 57% of a cpu-profile step's FLOPs, and this machine's AMX units run its
+wide convolutions ~2.4x faster in bf16, while the narrow G and D (width 0.125) gain nothing from it.
 
 Why bf16 and not fp16: bfloat16 keeps float32's exponent range, so no loss scaling is needed and neither
 activations nor the R1 gradient penalty can overflow (stylegan2-ada-pytorch clamps its fp16 layers' outputs
@@ -13,7 +16,7 @@ autocast: blur kernels, JPEG tables); network outputs before any loss (cast back
 minibatch standard deviation, the demodulation coefficients, Gram matrices and every loss reduction. Restoration for evaluation always runs in
 float32, so reported metrics do not depend on the training precision beyond the trained weights.
 
-On a CPU, bf16 autocast is supported but only fast with AVX-512 BF16 / AMX; the cpu profile uses fp32.
+On a CPU, bf16 autocast is only fast with AVX-512 BF16 / AMX: without them set perceptual_precision: fp32.
 """
 
 from __future__ import annotations

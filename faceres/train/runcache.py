@@ -27,6 +27,7 @@ def model_config(config: Config, arm: Arm) -> ModelConfig:
         skips=arm.skips,
         width=config.scale.width,
         skip_mode=config.train.skip_mode,
+        mapping_lr_multiplier=config.train.mapping_lr_multiplier,
     )
 
 
@@ -42,6 +43,7 @@ def run_settings(config: Config, arm: Arm, world_size: int) -> dict[str, Any]:
         "r1_gamma": config.scale.r1_gamma,
         "deterministic": config.scale.deterministic,
         "precision": config.scale.precision,
+        "perceptual_precision": config.scale.perceptual_precision,
         "channels_last": config.scale.channels_last,
         "world_size": world_size,
         "seed": config.seed,

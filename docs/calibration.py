@@ -1,0 +1,170 @@
+"""The calibration sweep behind params.yaml's loss weights and augmentation strength (docs/calibration.md).
+
+Each setting trains the main arm with the product's trainer (faceres.pipeline.train: resumable, cached by
+fingerprint in $FACERES_CACHE, so a stopped sweep continues where it was) on real aligned faces at the cpu
+profile's 64 px, then restores a *validation* split (identities held out from both training and test:
+data.val_fraction) and scores it with the evaluate stage's metrics, beside the degraded input (DEG). The test
+split is never looked at. Every finished setting is one row of docs/calibration.csv; docs/calibration.md's
+table is regenerated from the CSV after each row.
+
+    .venv/bin/python docs/calibration.py                      # every setting of SETTINGS not yet in the CSV
+    .venv/bin/python docs/calibration.py --only base,hflip0   # some of them
+    .venv/bin/python docs/calibration.py --table              # only rewrite the Markdown table
+
+Data: ../shared/data/celeba-10k (CelebA, 89x109 aligned), the first ``--limit`` images, upscaled crops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CELEBA = REPO.parent / "shared" / "data" / "celeba-10k"
+TABLE_START, TABLE_END = "<!-- calibration-table:start (docs/calibration.py) -->", "<!-- calibration-table:end -->"
+
+# name -> params.yaml overrides on top of COMMON (the defaults of params.yaml at the time of the run)
+SETTINGS: dict[str, dict] = {
+    "base": {},
+    "issue13-before": {"train.mapping_lr_multiplier": 0.01, "train.hflip": 0.0},  # the defaults the issue measured
+    "perceptual0.1": {"train.perceptual_weight": 0.1, "train.style_weight": 0.1},
+    "perceptual1": {"train.perceptual_weight": 1.0, "train.style_weight": 1.0},
+    "aug-gentle": {"train.augment.prob": 0.25, "train.augment.pgd_step": 0.05, "train.augment.pgd_steps": 2},
+    "noaug": {"aug": False},
+    "alpha0.3": {"alpha": 0.3},
+}
+COMMON = {
+    "data.source": "folder", "data.folder.train_dir": str(CELEBA / "images"),
+    "data.folder.identities_csv": str(CELEBA / "identities.csv"), "data.folder.upscale": True,
+    "data.val_fraction": 0.1, "profile": "cpu",
+}
+METRICS = ("psnr", "ssim", "lpips", "fid", "ipr")
+COLUMNS = ["setting", "overrides", "steps", "train_s", "val_images", "psnr", "ssim", "lpips", "lpips_ci", "fid",
+           "iprecision1", "iprecision1_ci", "commit"]
+
+
+def _config(overrides: dict, limit: int):
+    from faceres.config import load_config
+
+    return load_config(REPO / "params.yaml", overrides={**COMMON, "data.folder.limit": limit, **overrides})
+
+
+def _score(pred_dir: Path, gt_dir: Path, cache: Path) -> dict:
+    from faceres.metrics.evaluate import EvalOptions, Networks, evaluate_folders
+
+    options = EvalOptions(ks=(1,), n_bootstrap=1000, progress=False, fid_cache_dir=str(cache))
+    summary = evaluate_folders(pred_dir, gt_dir, metrics=list(METRICS), networks=Networks.pretrained(),
+                               options=options).summary["metrics"]
+    iprec = summary["ipr"]["iprecision"]["k1"]
+
+    def interval(entry) -> str:
+        return f"[{entry['ci_low']:.4g}, {entry['ci_high']:.4g}]"
+
+    return {"psnr": summary["psnr"]["mean"], "ssim": summary["ssim"]["mean"], "lpips": summary["lpips"]["mean"],
+            "lpips_ci": interval(summary["lpips"]), "fid": summary["fid"]["value"], "iprecision1": iprec["mean"],
+            "iprecision1_ci": interval(iprec)}
+
+
+def _commit() -> str:
+    import subprocess
+
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+
+def _rows(csv_file: Path) -> list[dict]:
+    if not csv_file.is_file():
+        return []
+    with csv_file.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _append(csv_file: Path, row: dict) -> None:
+    rows = [r for r in _rows(csv_file) if r["setting"] != row["setting"]] + [row]
+    with csv_file.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_table(csv_file: Path) -> None:
+    """The CSV's rows as the Markdown table between the markers of the .md beside it."""
+    def cell(row: dict, key: str, digits: int) -> str:
+        value = row.get(key, "")
+        return f"{float(value):.{digits}f}" if value not in ("", None) else ""
+
+    lines = ["| setting | overrides | steps | train min | val images | PSNR ↑ | SSIM ↑ | LPIPS ↓ [95% CI] | FID ↓ | "
+             "iPrecision@1 ↑ [95% CI] |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in _rows(csv_file):
+        minutes = f"{float(row['train_s']) / 60:.1f}" if row["train_s"] else ""
+        lines.append(
+            f"| {row['setting']} | `{row['overrides']}` | {row['steps']} | {minutes} | {row['val_images']} | "
+            f"{cell(row, 'psnr', 2)} | {cell(row, 'ssim', 3)} | {cell(row, 'lpips', 3)} {row['lpips_ci']} | "
+            f"{cell(row, 'fid', 1)} | {cell(row, 'iprecision1', 3)} {row['iprecision1_ci']} |")
+    table_file = csv_file.with_suffix(".md")
+    text = table_file.read_text() if table_file.is_file() else f"{TABLE_START}\n{TABLE_END}\n"
+    start, end = text.index(TABLE_START) + len(TABLE_START), text.index(TABLE_END)
+    table_file.write_text(text[:start] + "\n" + "\n".join(lines) + "\n" + text[end:])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/faceres-calibration"), help="data and models")
+    parser.add_argument("--limit", type=int, default=3000, help="CelebA images used (train + val + test)")
+    parser.add_argument("--only", default=None, help="comma-separated setting names")
+    parser.add_argument("--table", action="store_true", help="only regenerate the Markdown table from the CSV")
+    parser.add_argument("--csv", type=Path, default=REPO / "docs" / "calibration.csv", help="rows (the .md beside it)")
+    args = parser.parse_args()
+    if args.table:
+        write_table(args.csv)
+        return 0
+    from faceres.pipeline.degrade import degrade_dataset
+    from faceres.pipeline.layout import ground_truth_dir
+    from faceres.pipeline.train import train
+    from faceres.data.prepare import prepare_dataset
+    from faceres.models.io import load_generator
+    from faceres.restore import restore_folder
+    import dataclasses
+
+    names = args.only.split(",") if args.only else list(SETTINGS)
+    unknown = [n for n in names if n not in SETTINGS]
+    if unknown:
+        print(f"--only: unknown setting(s) {', '.join(unknown)}; allowed: {', '.join(SETTINGS)}", file=sys.stderr)
+        return 2
+    data, degraded, cache = args.work / "prepared", args.work / "degraded-val", args.work / "metrics-cache"
+    base = _config({}, args.limit)
+    if not (data / "manifest.csv").is_file():
+        prepare_dataset(base, data)
+    if not (degraded / "manifest.csv").is_file():
+        degrade_dataset(dataclasses.replace(base, degrade=dataclasses.replace(base.degrade, splits=("val",))), "bfr",
+                        data, degraded)
+    gt_dir, deg_dir = ground_truth_dir(data, "val"), degraded / "val"
+    done = {r["setting"] for r in _rows(args.csv)}
+    if "DEG" not in done:
+        _append(args.csv, {"setting": "DEG", "overrides": "the degraded input", "steps": "", "train_s": "",
+                 "val_images": len(list(gt_dir.glob("*.png"))), **_score(deg_dir, gt_dir, cache), "commit": _commit()})
+        write_table(args.csv)
+    for name in names:
+        if name in done:
+            continue
+        overrides = SETTINGS[name]
+        config = _config(overrides, args.limit)
+        model_dir = args.work / "models" / name
+        summary = train(config, "main", data, model_dir, track=False)
+        generator = load_generator(model_dir / "generator.pt")
+        restored = args.work / "restored" / name
+        restore_folder(generator, deg_dir, restored, noise_seed=None, progress=False)
+        row = {"setting": name, "overrides": json.dumps(overrides), "steps": summary["steps"],
+               "train_s": summary["seconds"], "val_images": len(list(gt_dir.glob("*.png"))),
+               **_score(restored, gt_dir, cache), "commit": _commit()}
+        _append(args.csv, row)
+        write_table(args.csv)
+        print(f"{time.strftime('%H:%M:%S')} {name}: {row}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
