@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +21,7 @@ from faceres.train.checkpoint import CheckpointWriter
 from faceres.train.distributed import DistContext
 from faceres.train.launch import planned_processes
 from faceres.train.logs import LogWindow
-from faceres.train.loop import rank_batch
+from faceres.train.data import rank_batch
 from tests.conftest import REPO, small_config
 
 CPU = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))

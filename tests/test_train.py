@@ -16,7 +16,6 @@ import torch
 
 from faceres.data.prepare import prepare_dataset
 from faceres.train.checkpoint import CHECKPOINT_FILE
-from faceres.train.runcache import run_directory
 from tests.conftest import REPO, small_config
 
 # A tiny run: 64 px, width 0.125, 8 training images (one global batch of 8 per step), 4 steps, no VGG
@@ -166,7 +165,7 @@ def test_a_short_run_on_celeba_restores_held_out_faces_clearly_better_than_their
 
 
 def test_mirrored_flips_about_half_the_images_the_same_way_on_every_split():
-    from faceres.train.loop import mirrored
+    from faceres.train.data import mirrored
 
     images = torch.arange(4 * 3 * 2 * 5, dtype=torch.float32).reshape(4, 3, 2, 5).repeat(64, 1, 1, 1)
     positions = torch.arange(images.shape[0])

@@ -3,7 +3,7 @@
 Every stage and command loads its parameters through :func:`load_config`; an invalid value stops before any
 compute with one line naming the key, the value and what is allowed, e.g.::
 
-    params.yaml: skips = 7: allowed: an integer 0..6 (at most 4 at resolution 128: skip nodes 8..64 px)
+    params.yaml: skips = 7: allowed: an integer 0..6
 
 The generic loader (faceres/config/loader.py) is driven by the dataclass type hints plus the per-field checks
 declared in the field metadata, so adding a parameter is adding one annotated field and the line under it that

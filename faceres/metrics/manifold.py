@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from faceres.config import check_ks
-from faceres.errors import ConfigError, DataError
+from faceres.errors import DataError
 
 _UNIT_ROUNDOFF_F32 = 2.0**-24
 # Extra neighbours fetched beyond k_max + 1 so that the float32 k-NN order can be verified in float64.

@@ -18,13 +18,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from faceres.config import BFRConfig
+from faceres.config import BFRConfig, Config
 from faceres.data.prepare import read_manifest
 from faceres.degrade.sampling import OnlineBFRParams, sample_online
-from faceres.errors import DataError
+from faceres.errors import ConfigError, DataError
 from faceres.imageio import read_rgb
 from faceres.seeds import key_of
-from faceres.streams import keys_for
+from faceres.streams import keys_for, uniform
 
 
 def seeded(*parts: object, device: str | torch.device = "cpu") -> torch.Generator:
@@ -109,3 +109,31 @@ def step_degradations(
     """Each image's degradation parameters and noise field, drawn on `positions`' device from the image's own
     stream (seed, step, global position): no host work beyond one key, no transfer."""
     return sample_online(cfg, keys_for(key_of("degrade", seed, step), positions), size)
+
+
+def mirrored(images: torch.Tensor, probability: float, seed: int, step: int, positions: torch.Tensor) -> torch.Tensor:
+    """Each image mirrored left-right with ``probability``, drawn on the device per (seed, step, global position):
+    the same images flip on any number of processes and on a replay."""
+    if probability <= 0:
+        return images
+    flip = uniform(keys_for(key_of("hflip", seed, step), positions), 1, torch.float32)[:, 0] < probability
+    return torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+
+def rank_batch(config: Config, world_size: int, group_size: int) -> int:
+    """This process's share of the global batch ``profiles.<p>.batch``; a one-line error when it cannot be split."""
+    batch, key = config.scale.batch, f"profiles.{config.profile}.batch"
+    processes = max(world_size, 1)
+    if batch % processes:
+        raise ConfigError(
+            f"{config.source_file}: {key} = {batch}: allowed: a global batch divisible by the {processes} "
+            f"training processes (e.g. {processes * group_size})"
+        )
+    per_rank = batch // processes
+    if per_rank % group_size:
+        raise ConfigError(
+            f"{config.source_file}: {key} = {batch}: {per_rank} per process over {processes} processes; allowed: "
+            f"a per-process batch that is a multiple of the minibatch-std group of {group_size} (e.g. "
+            f"{processes * group_size})"
+        )
+    return per_rank

@@ -29,7 +29,7 @@ from faceres.arms import Arm
 from faceres.config import Config
 from faceres.degrade.ops import to_uint8
 from faceres.degrade.pipeline import apply_bfr_tensor
-from faceres.errors import ConfigError, FaceresError
+from faceres.errors import FaceresError
 from faceres.files import load_torch, sha256_file
 from faceres.losses import (
     GeneratorLoss,
@@ -42,7 +42,7 @@ from faceres.models import build_models
 from faceres.models.io import save_generator
 from faceres.paths import CACHE_ENV
 from faceres.seeds import key_of
-from faceres.streams import keys_for, uniform
+from faceres.streams import keys_for
 from faceres.train.augment import harden
 from faceres.train.checkpoint import (
     CHECKPOINT_FILE,
@@ -53,7 +53,7 @@ from faceres.train.checkpoint import (
     CheckpointWriter,
     fingerprint,
 )
-from faceres.train.data import FaceImages, StepBatchSampler, StepPlan, step_degradations
+from faceres.train.data import FaceImages, StepBatchSampler, StepPlan, mirrored, rank_batch, step_degradations
 from faceres.train.distributed import (
     DistContext,
     average_gradients,
@@ -245,34 +245,6 @@ class Trainer:
         rows = torch.cat([degraded, restored.clamp(0, 1), gt], dim=3)  # side by side
         grid = to_uint8(torch.cat(list(rows), dim=1))  # stacked vertically
         return grid.permute(1, 2, 0).cpu().numpy()
-
-
-def mirrored(images: torch.Tensor, probability: float, seed: int, step: int, positions: torch.Tensor) -> torch.Tensor:
-    """Each image mirrored left-right with ``probability``, drawn on the device per (seed, step, global position):
-    the same images flip on any number of processes and on a replay."""
-    if probability <= 0:
-        return images
-    flip = uniform(keys_for(key_of("hflip", seed, step), positions), 1, torch.float32)[:, 0] < probability
-    return torch.where(flip[:, None, None, None], images.flip(-1), images)
-
-
-def rank_batch(config: Config, world_size: int, group_size: int) -> int:
-    """This process's share of the global batch ``profiles.<p>.batch``; a one-line error when it cannot be split."""
-    batch, key = config.scale.batch, f"profiles.{config.profile}.batch"
-    processes = max(world_size, 1)
-    if batch % processes:
-        raise ConfigError(
-            f"{config.source_file}: {key} = {batch}: allowed: a global batch divisible by the {processes} "
-            f"training processes (e.g. {processes * group_size})"
-        )
-    per_rank = batch // processes
-    if per_rank % group_size:
-        raise ConfigError(
-            f"{config.source_file}: {key} = {batch}: {per_rank} per process over {processes} processes; allowed: "
-            f"a per-process batch that is a multiple of the minibatch-std group of {group_size} (e.g. "
-            f"{processes * group_size})"
-        )
-    return per_rank
 
 
 def _write_outputs(trainer: Trainer, out_dir: Path, fingerprint_: str, summary_extra: dict) -> dict:
