@@ -36,6 +36,11 @@ SETTINGS: dict[str, dict] = {
     "aug-gentle": {"train.augment.prob": 0.25, "train.augment.pgd_step": 0.05, "train.augment.pgd_steps": 2},
     "noaug": {"aug": False},
     "alpha0.3": {"alpha": 0.3},
+    # second round, around the best of the first (perceptual and style weights 1)
+    "perceptual3": {"train.perceptual_weight": 3.0, "train.style_weight": 3.0},
+    "perceptual1-aug-gentle": {"train.perceptual_weight": 1.0, "train.style_weight": 1.0, "train.augment.prob": 0.25,
+                               "train.augment.pgd_step": 0.05, "train.augment.pgd_steps": 2},
+    "perceptual1-noaug": {"train.perceptual_weight": 1.0, "train.style_weight": 1.0, "aug": False},
 }
 COMMON = {
     "data.source": "folder", "data.folder.train_dir": str(CELEBA / "images"),
@@ -142,10 +147,11 @@ def main() -> int:
         degrade_dataset(dataclasses.replace(base, degrade=dataclasses.replace(base.degrade, splits=("val",))), "bfr",
                         data, degraded)
     gt_dir, deg_dir = ground_truth_dir(data, "val"), degraded / "val"
+    commit = _commit()  # the code this process imported (HEAD may move while a sweep runs)
     done = {r["setting"] for r in _rows(args.csv)}
     if "DEG" not in done:
         _append(args.csv, {"setting": "DEG", "overrides": "the degraded input", "steps": "", "train_s": "",
-                 "val_images": len(list(gt_dir.glob("*.png"))), **_score(deg_dir, gt_dir, cache), "commit": _commit()})
+                 "val_images": len(list(gt_dir.glob("*.png"))), **_score(deg_dir, gt_dir, cache), "commit": commit})
         write_table(args.csv)
     for name in names:
         if name in done:
@@ -159,7 +165,7 @@ def main() -> int:
         restore_folder(generator, deg_dir, restored, noise_seed=None, progress=False)
         row = {"setting": name, "overrides": json.dumps(overrides), "steps": summary["steps"],
                "train_s": summary["seconds"], "val_images": len(list(gt_dir.glob("*.png"))),
-               **_score(restored, gt_dir, cache), "commit": _commit()}
+               **_score(restored, gt_dir, cache), "commit": commit}
         _append(args.csv, row)
         write_table(args.csv)
         print(f"{time.strftime('%H:%M:%S')} {name}: {row}", flush=True)

@@ -253,9 +253,9 @@ class TrainConfig:
     l1_weight: float = field(metadata=_check(lambda v: v >= 0, "a number >= 0"))
     """weight of the pixel L1 term of L_rec"""
     perceptual_weight: float = field(metadata=_check(lambda v: v >= 0, "a number >= 0"))
-    """VGG16 feature loss weight (Eq. 14); the paper gives none: at 1 the feature and style terms (~55, ~60 at 64 px) would drown L1 (~0.3)"""
+    """VGG16 feature loss weight (Eq. 14); the paper gives none: 1 by the validation sweep of docs/calibration.md"""
     style_weight: float = field(metadata=_check(lambda v: v >= 0, "a number >= 0"))
-    """Gram style loss weight (Eq. 15)"""
+    """Gram style loss weight (Eq. 15); 1, with the feature weight (docs/calibration.md)"""
     r1_interval: int = field(metadata=_positive_int)
     """lazy R1: the penalty every this many D steps, scaled by it"""
     ema: bool
