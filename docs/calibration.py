@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import sys
 import time
@@ -58,11 +59,22 @@ def _config(overrides: dict, limit: int):
     return load_config(REPO / "params.yaml", overrides={**COMMON, "data.folder.limit": limit, **overrides})
 
 
+@functools.cache
+def _networks():
+    """The pretrained networks, loaded once for DEG and every setting of the sweep."""
+    from faceres.metrics.evaluate import Networks
+
+    pretrained = Networks.pretrained()
+    return Networks(fid_inception=functools.cache(pretrained.fid_inception),
+                    lpips_backbone=functools.cache(pretrained.lpips_backbone),
+                    identity_embedder=functools.cache(pretrained.identity_embedder))
+
+
 def _score(pred_dir: Path, gt_dir: Path, cache: Path) -> dict:
-    from faceres.metrics.evaluate import EvalOptions, Networks, evaluate_folders
+    from faceres.metrics.evaluate import EvalOptions, evaluate_folders
 
     options = EvalOptions(ks=(1,), n_bootstrap=1000, progress=False, fid_cache_dir=str(cache))
-    summary = evaluate_folders(pred_dir, gt_dir, metrics=list(METRICS), networks=Networks.pretrained(),
+    summary = evaluate_folders(pred_dir, gt_dir, metrics=list(METRICS), networks=_networks(),
                                options=options).summary["metrics"]
     iprec = summary["ipr"]["iprecision"]["k1"]
 

@@ -45,8 +45,8 @@ class HardenedBatch:
         """Mean L1 the hardening added, read off the generator step's own restorations (no extra forward)."""
         if self.index is None:
             return 0.0
-        final = (restored.detach().index_select(0, self.index) - target.index_select(0, self.index)).abs()
-        return (final.flatten(1).mean(1) - self.base_l1).mean()
+        final = _l1_per_image(restored.detach().index_select(0, self.index), target.index_select(0, self.index))
+        return (final - self.base_l1).mean()
 
 
 def selected_images(aug: AugmentConfig, seed: int, step: int, positions: list[int]) -> list[int]:
@@ -65,9 +65,14 @@ def _ranges(cfg: BFRConfig) -> dict[str, float]:
     }
 
 
+def _l1_per_image(restored: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B,) mean absolute error of each image, both in [-1, 1]: the adversary's score."""
+    return (restored - target).abs().flatten(1).mean(1)
+
+
 def _per_image_l1(generator: nn.Module, gt: torch.Tensor, degraded: torch.Tensor) -> torch.Tensor:
     restored = generator(degraded * 2 - 1, noise_mode="const").float()  # compared in float32 under autocast
-    return (restored - (gt * 2 - 1)).abs().flatten(1).mean(1)
+    return _l1_per_image(restored, gt * 2 - 1)
 
 
 def harden(
