@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+import torch
 
 from faceres.cli import main as cli
 from faceres.data.prepare import prepare_dataset
@@ -27,7 +28,9 @@ def _bytes(folder):
 
 def test_bfr_outputs_are_deterministic_and_within_the_configured_ranges(prepared, tmp_path):
     config, root = prepared
+    threads = torch.get_num_threads()
     manifest = degrade_dataset(config, "bfr", root / "data", tmp_path / "a", workers=0)
+    assert torch.get_num_threads() == threads  # in this process: a training that follows keeps its threads
     assert len(manifest) == 12 and set(manifest["split"]) == {"train", "test"}
     bfr = config.degrade.bfr.at_resolution(64)
     assert manifest["sigma_x"].between(*bfr.blur_sigma).all()

@@ -171,12 +171,20 @@ def _run_job(job: _Job) -> str | None:
     return None
 
 
+def _single_threaded_torch() -> None:
+    """Worker-process initializer: the parallelism comes from the processes (in the caller's own process,
+    torch keeps its thread count: a stage that degrades and then trains must not train on one thread)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def parallel_map(function: Callable, jobs: list, workers: int) -> Iterator:
     """`map` over worker processes (in order), or in this process when workers <= 1 or there is little work."""
     if workers <= 1 or len(jobs) < 2 * workers:
         yield from map(function, jobs)
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=_single_threaded_torch) as pool:
         yield from pool.map(function, jobs, chunksize=max(1, len(jobs) // (workers * 8)))
 
 

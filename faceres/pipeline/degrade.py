@@ -50,7 +50,6 @@ def _to_array(image: torch.Tensor) -> np.ndarray:
 
 
 def _run_chunk(chunk: _Chunk) -> list[dict]:
-    torch.set_num_threads(1)  # parallelism comes from the worker processes
     data_dir, out_dir = Path(chunk.data_dir), Path(chunk.out_dir)
     images = torch.stack([_to_tensor(read_rgb(data_dir / row["file"])) for row in chunk.rows])
     ids = [row["image_id"] for row in chunk.rows]
