@@ -77,6 +77,16 @@ def test_generator_output_shape_for_every_skips_value_at_64px(skips):
     assert decoder_shapes == [(2, c, r, r) for r, c in SPEC_DECODER_64_W025]
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_the_untrained_generator_outputs_a_near_grey_image_whatever_the_seed(seed):
+    # With StyleGAN2's ToRGB init (std 1) the sum of one random image per resolution came out at std 0.7-1.1
+    # with a mean down to -1.0 (seed 1) at these settings: a restorer first had to unlearn it (layers.TORGB_INIT_STD).
+    generator = build_generator(64, 4, 0.125, seed=seed).eval()
+    with torch.no_grad():
+        out = generator(_images(8, 64, seed), noise_mode="const")
+    assert float(out.std()) < 0.2 and abs(float(out.mean())) < 0.2 and float(out.abs().max()) < 1.0
+
+
 @pytest.mark.parametrize("resolution", [16, 32, 128])
 def test_other_resolutions_keep_the_4x4_bottleneck(resolution):
     generator, discriminator = build_models(ModelConfig(resolution=resolution, skips=1, width=0.125))
