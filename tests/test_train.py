@@ -1,5 +1,6 @@
 """Training: a kill -9'd run resumes to the same weights; 2 CPU processes (gloo) sharing a global batch = 1 process;
-a short run on real faces lowers the held-out L1 below the degraded input's."""
+a three-minute blind-restoration run on real faces restores held-out faces better than their degraded input
+(LPIPS, by more than the spread between runs)."""
 
 from __future__ import annotations
 
@@ -120,48 +121,73 @@ def test_two_gloo_processes_sharing_the_global_batch_match_one_process(tiny_data
     assert float(diff.mean()) < 1e-6
 
 
-@pytest.mark.slow
-def test_a_short_run_on_celeba_restores_held_out_faces_clearly_better_than_their_degraded_input(celeba, tmp_path):
-    # 160 steps x 8 faces, the L1 term alone. The task is noise (sigma 20-30 of 255) + JPEG (q 60-100) at 64 px:
-    # blind BFR with 8x downsampling leaves only a few % of L1 headroom to a model this briefly trained (measured:
-    # 0.068 vs 0.0715 after 500 steps), too little to tell learning from luck; denoising has a wide margin.
-    # lr 1e-2 instead of the paper's 2.5e-3: same held-out L1 on BFR, 3-4x faster on this task in 150 steps.
+def blind_restoration_run(celeba: Path, work: Path, seed: int, limit: int, overrides: dict) -> dict[str, float]:
+    """One epoch of the main arm (params.yaml's cpu profile plus ``overrides``) on the first ``limit`` CelebA
+    faces through the product's trainer (train_arm, in a fresh run cache); then the held-out test faces (unseen
+    identities, the degrade stage's test degradation) restored with constant noise and scored by the evaluate
+    stage's LPIPS, beside DEG, the degraded input itself. The spread below was measured with this function."""
     from faceres.arms import find_arm
     from faceres.config import load_config
-    from faceres.degrade.pipeline import apply_bfr_tensor
-    from faceres.train.data import FaceImages, step_degradations
+    from faceres.metrics.evaluate import EvalOptions, Networks, evaluate_folders
+    from faceres.models.io import load_generator
+    from faceres.pipeline.degrade import degrade_dataset
+    from faceres.pipeline.layout import ground_truth_dir
+    from faceres.restore import restore_folder
     from faceres.train.distributed import DistContext
-    from faceres.train.loop import Trainer
-    from faceres.train.process import configure_process
+    from faceres.train.loop import train_arm
+    from faceres.weights import load_vgg16_features
 
     config = load_config(REPO / "params.yaml", overrides={
         "data.source": "folder", "data.folder.train_dir": str(celeba / "images"),
         "data.folder.identities_csv": str(celeba / "identities.csv"), "data.folder.upscale": True,
-        "data.folder.limit": 600, "profiles.cpu.workers": 0, "profiles.cpu.batch": 8,
-        "alpha": 0.0, "aug": False, "train.perceptual_weight": 0.0, "train.style_weight": 0.0, "train.lr": 0.01,
-        "degrade.bfr.blur_sigma": [0.1, 0.2], "degrade.bfr.downsample": [1.0, 1.01],
-        "degrade.bfr.noise_sigma": [20.0, 30.0], "degrade.bfr.jpeg_quality": [60, 100],
+        "data.folder.limit": limit, "profile": "cpu", "profiles.cpu.workers": 0, "seed": seed, **overrides,
     })
-    prepare_dataset(config, tmp_path / "data", progress=False)
+    vgg = load_vgg16_features()  # from the weights cache, before the run cache moves to `work`
+    lpips_net = Networks(fid_inception=None, lpips_backbone=lambda net: vgg, identity_embedder=None)
+    data, degraded, restored = work / "data", work / "degraded", work / "restored"
+    prepare_dataset(config, data, progress=False)
+    degrade_dataset(config, "bfr", data, degraded, workers=0)
     ctx = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
-    configure_process(config, ctx)
-    train_set, test_set = FaceImages(tmp_path / "data", "train"), FaceImages(tmp_path / "data", "test")
-    assert len(test_set) >= 40
-    trainer = Trainer(config, find_arm(config, "main"), train_set, None, ctx)
+    old_cache = os.environ.get("FACERES_CACHE")
+    os.environ["FACERES_CACHE"] = str(work / "cache")  # a fresh run cache: this run trains, never reuses
+    try:
+        summary = train_arm(config, find_arm(config, "main"), data, work / "model", vgg_features=vgg, ctx=ctx,
+                            progress=False)
+    finally:
+        if old_cache is None:
+            del os.environ["FACERES_CACHE"]
+        else:
+            os.environ["FACERES_CACHE"] = old_cache
+    restore_folder(load_generator(work / "model" / "generator.pt"), degraded / "test", restored, progress=False)
+    options = EvalOptions(ci_level=None, progress=False)
 
-    gt = torch.stack([test_set[i][1] for i in range(len(test_set))]).float() / 255
-    degraded = apply_bfr_tensor(gt, step_degradations(trainer.bfr, 1234, -2, torch.arange(len(gt)), (64, 64)))
-    degraded_l1 = float((degraded - gt).abs().mean())
-    order = torch.Generator().manual_seed(0)
-    for _ in range(160):
-        batch = torch.randint(len(train_set), (8,), generator=order)
-        trainer.train_step(torch.stack([train_set[int(i)][1] for i in batch]))
-        trainer.step += 1
-    with torch.no_grad():
-        restored = ((trainer.G_ema(degraded * 2 - 1, noise_mode="const") + 1) / 2).clamp(0, 1)
-    restored_l1 = float((restored - gt).abs().mean())
-    print(f"\nheld-out L1 ({len(gt)} faces): degraded {degraded_l1:.4f}, restored {restored_l1:.4f}")
-    assert restored_l1 < 0.9 * degraded_l1
+    def lpips(folder: Path) -> float:
+        result = evaluate_folders(folder, ground_truth_dir(data), ["lpips"], networks=lpips_net, options=options)
+        return result.summary["metrics"]["lpips"]["mean"]
+
+    return {"steps": summary["steps"], "seconds": summary["seconds"], "test_images": len(list(restored.glob("*.png"))),
+            "lpips_deg": lpips(degraded / "test"), "lpips_restored": lpips(restored)}
+
+
+# Run-to-run spread of blind_restoration_run at the test's settings (main arm, 1,500 faces: 168 steps, ~3 min
+# here), measured on 2026-12-02 over seeds 0, 1, 2 (each seed also redraws the split and the test degradations):
+# restored LPIPS 0.389 / 0.382 / 0.370 (range 0.019), degraded 0.463 / 0.465 / 0.454, gain 0.074 / 0.083 / 0.084.
+# (Before ToRGB's init std went to 0.1, seed 0 scored 0.473: worse than its input.)
+RESTORED_LPIPS_RANGE = 0.019
+
+
+@pytest.mark.slow
+def test_a_short_blind_restoration_run_on_celeba_beats_the_degraded_input_on_lpips(celeba, tmp_path):
+    # Blind BFR as the product trains it: every default of params.yaml (the main arm: skips 4, alpha 1,
+    # adversarial augmentation, L1 + VGG feature/style, the BFR degradation box) but the data, CelebA at 64 px.
+    result = blind_restoration_run(celeba, tmp_path, seed=0, limit=1500, overrides={})
+    gain = result["lpips_deg"] - result["lpips_restored"]
+    print(f"\nheld-out LPIPS ({result['test_images']} faces, {result['steps']} steps, {result['seconds']:.0f} s): "
+          f"degraded {result['lpips_deg']:.4f}, restored {result['lpips_restored']:.4f}, gain {gain:.4f}")
+    assert result["test_images"] >= 140 and result["steps"] >= 160
+    # Better than the input by twice the spread between runs: a restorer that had not learnt would be within
+    # one spread of the input (or above it), whatever its seed.
+    assert gain > 2 * RESTORED_LPIPS_RANGE
 
 
 def test_mirrored_flips_about_half_the_images_the_same_way_on_every_split():
