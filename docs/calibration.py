@@ -4,12 +4,13 @@ Each setting trains the main arm with the product's trainer (faceres.pipeline.tr
 fingerprint in $FACERES_CACHE, so a stopped sweep continues where it was) on real aligned faces at the cpu
 profile's 64 px, then restores a *validation* split (identities held out from both training and test:
 data.val_fraction) and scores it with the evaluate stage's metrics, beside the degraded input (DEG). The test
-split is never looked at. Every finished setting is one row of docs/calibration.csv; docs/calibration.md's
+split is looked at once, by ``--test``, for the setting the sweep chose (the issue's target). Every finished setting is one row of docs/calibration.csv; docs/calibration.md's
 table is regenerated from the CSV after each row.
 
     .venv/bin/python docs/calibration.py                      # every setting of SETTINGS not yet in the CSV
     .venv/bin/python docs/calibration.py --only base,hflip0   # some of them
     .venv/bin/python docs/calibration.py --table              # only rewrite the Markdown table
+    .venv/bin/python docs/calibration.py --test torgb0.1-3epochs  # the chosen model and DEG on the test split
 
 Data: ../shared/data/celeba-10k (CelebA, 89x109 aligned), the first ``--limit`` images, upscaled crops.
 """
@@ -123,7 +124,8 @@ def write_table(csv_file: Path) -> None:
         value = row.get(key, "")
         return f"{float(value):.{digits}f}" if value not in ("", None) else ""
 
-    lines = ["| setting | overrides | steps | train min | val images | PSNR ↑ | SSIM ↑ | LPIPS ↓ [95% CI] | FID ↓ | "
+    split = "test" if csv_file.stem.endswith("-test") else "val"
+    lines = [f"| setting | overrides | steps | train min | {split} images | PSNR ↑ | SSIM ↑ | LPIPS ↓ [95% CI] | FID ↓ | "
              "iPrecision@1 ↑ [95% CI] |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row in _rows(csv_file):
         minutes = f"{float(row['train_s']) / 60:.1f}" if row["train_s"] else ""
@@ -137,12 +139,48 @@ def write_table(csv_file: Path) -> None:
     table_file.write_text(text[:start] + "\n" + "\n".join(lines) + "\n" + text[end:])
 
 
+def _score_on_test(args, base, data: Path, cache: Path, commit: str) -> int:
+    """The chosen setting's model (trained by the sweep) and DEG on the test split, scored once."""
+    import dataclasses
+
+    from faceres.pipeline.degrade import degrade_dataset
+    from faceres.pipeline.layout import ground_truth_dir
+    from faceres.models.io import load_generator
+    from faceres.restore import restore_folder
+
+    model = args.work / "models" / args.test / "generator.pt"
+    rows = {r["setting"]: r for r in _rows(args.csv)}
+    if args.test not in rows or not model.is_file():
+        print(f"--test {args.test}: not trained by this sweep yet (no row in {args.csv} or no {model})", file=sys.stderr)
+        return 2
+    degraded = args.work / "degraded-test"
+    if not (degraded / "manifest.csv").is_file():
+        degrade_dataset(dataclasses.replace(base, degrade=dataclasses.replace(base.degrade, splits=("test",))), "bfr",
+                        data, degraded)
+    gt_dir, test_csv = ground_truth_dir(data, "test"), args.csv.with_name(args.csv.stem + "-test.csv")
+    restored = args.work / "restored-test" / args.test
+    restore_folder(load_generator(model), degraded / "test", restored, noise_seed=None, progress=False)
+    count = len(list(gt_dir.glob("*.png")))
+    for name, folder, source in (("DEG", degraded / "test", {"overrides": "the degraded input", "steps": "",
+                                                                     "train_s": ""}),
+                                 (args.test, restored, rows[args.test])):
+        row = {"setting": name, "overrides": source["overrides"], "steps": source["steps"],
+               "train_s": source["train_s"], "val_images": count, **_score(folder, gt_dir, cache), "commit": commit}
+        _append(test_csv, row)
+        print(f"test split, {name}: {row}", flush=True)
+    write_table(test_csv)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/faceres-calibration"), help="data and models")
     parser.add_argument("--limit", type=int, default=3000, help="CelebA images used (train + val + test)")
     parser.add_argument("--only", default=None, help="comma-separated setting names")
     parser.add_argument("--table", action="store_true", help="only regenerate the Markdown table from the CSV")
+    parser.add_argument("--test", metavar="SETTING", default=None,
+                        help="once the sweep has chosen: score that setting's trained model, and DEG, on the *test* "
+                             "split (the issue's target; rows in docs/calibration-test.csv)")
     parser.add_argument("--csv", type=Path, default=REPO / "docs" / "calibration.csv", help="rows (the .md beside it)")
     args = parser.parse_args()
     if args.table:
@@ -168,8 +206,10 @@ def main() -> int:
     if not (degraded / "manifest.csv").is_file():
         degrade_dataset(dataclasses.replace(base, degrade=dataclasses.replace(base.degrade, splits=("val",))), "bfr",
                         data, degraded)
-    gt_dir, deg_dir = ground_truth_dir(data, "val"), degraded / "val"
     commit = _commit()  # the code this process imported (HEAD may move while a sweep runs)
+    if args.test:
+        return _score_on_test(args, base, data, cache, commit)
+    gt_dir, deg_dir = ground_truth_dir(data, "val"), degraded / "val"
     done = {r["setting"] for r in _rows(args.csv)}
     if "DEG" not in done:
         _append(args.csv, {"setting": "DEG", "overrides": "the degraded input", "steps": "", "train_s": "",
