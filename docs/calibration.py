@@ -55,6 +55,8 @@ SETTINGS: dict[str, dict] = {
     "torgb0.1-3epochs": {**WEIGHTS_1, "profiles.cpu.epochs": 3},
     "torgb0.1-aug-gentle": {**WEIGHTS_1, "train.augment.prob": 0.25, "train.augment.pgd_step": 0.05,
                             "train.augment.pgd_steps": 2},
+    "torgb0.1-aug-gentle-seed1": {**WEIGHTS_1, "train.augment.prob": 0.25, "train.augment.pgd_step": 0.05,
+                                  "train.augment.pgd_steps": 2, "seed": 1},
 }
 COMMON = {
     "data.source": "folder", "data.folder.train_dir": str(CELEBA / "images"),
