@@ -143,11 +143,20 @@ def write_table(csv_file: Path) -> None:
     table_file.write_text(text[:start] + "\n" + "\n".join(lines) + "\n" + text[end:])
 
 
-def _score_on_test(args, base, data: Path, cache: Path, commit: str) -> int:
-    """The chosen setting's model (trained by the sweep) and DEG on the test split, scored once."""
+def _degraded_split(base, data: Path, out: Path, split: str) -> Path:
+    """`split` of the prepared data under the test degradation (the degrade stage's), written once into `out`."""
     import dataclasses
 
     from faceres.pipeline.degrade import degrade_dataset
+
+    if not (out / "manifest.csv").is_file():
+        degrade_dataset(dataclasses.replace(base, degrade=dataclasses.replace(base.degrade, splits=(split,))), "bfr",
+                        data, out)
+    return out
+
+
+def _score_on_test(args, base, data: Path, cache: Path, commit: str) -> int:
+    """The chosen setting's model (trained by the sweep) and DEG on the test split, scored once."""
     from faceres.pipeline.layout import ground_truth_dir
     from faceres.models.io import load_generator
     from faceres.restore import restore_folder
@@ -157,10 +166,7 @@ def _score_on_test(args, base, data: Path, cache: Path, commit: str) -> int:
     if args.test not in rows or not model.is_file():
         print(f"--test {args.test}: not trained by this sweep yet (no row in {args.csv} or no {model})", file=sys.stderr)
         return 2
-    degraded = args.work / "degraded-test"
-    if not (degraded / "manifest.csv").is_file():
-        degrade_dataset(dataclasses.replace(base, degrade=dataclasses.replace(base.degrade, splits=("test",))), "bfr",
-                        data, degraded)
+    degraded = _degraded_split(base, data, args.work / "degraded-test", "test")
     gt_dir, test_csv = ground_truth_dir(data, "test"), args.csv.with_name(args.csv.stem + "-test.csv")
     restored = args.work / "restored-test" / args.test
     restore_folder(load_generator(model), degraded / "test", restored, noise_seed=None, progress=False)
@@ -190,13 +196,11 @@ def main() -> int:
     if args.table:
         write_table(args.csv)
         return 0
-    from faceres.pipeline.degrade import degrade_dataset
     from faceres.pipeline.layout import ground_truth_dir
     from faceres.pipeline.train import train
     from faceres.data.prepare import prepare_dataset
     from faceres.models.io import load_generator
     from faceres.restore import restore_folder
-    import dataclasses
 
     names = args.only.split(",") if args.only else list(SETTINGS)
     unknown = [n for n in names if n not in SETTINGS]
@@ -207,9 +211,7 @@ def main() -> int:
     base = _config({}, args.limit)
     if not (data / "manifest.csv").is_file():
         prepare_dataset(base, data)
-    if not (degraded / "manifest.csv").is_file():
-        degrade_dataset(dataclasses.replace(base, degrade=dataclasses.replace(base.degrade, splits=("val",))), "bfr",
-                        data, degraded)
+    _degraded_split(base, data, degraded, "val")
     commit = _commit()  # the code this process imported (HEAD may move while a sweep runs)
     if args.test:
         return _score_on_test(args, base, data, cache, commit)

@@ -11,11 +11,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
 
 from faceres.data.prepare import prepare_dataset
+from faceres.paths import CACHE_ENV
 from faceres.train.checkpoint import CHECKPOINT_FILE
 from tests.conftest import REPO, small_config
 
@@ -148,16 +150,9 @@ def blind_restoration_run(celeba: Path, work: Path, seed: int, limit: int, overr
     prepare_dataset(config, data, progress=False)
     degrade_dataset(config, "bfr", data, degraded, workers=0)
     ctx = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
-    old_cache = os.environ.get("FACERES_CACHE")
-    os.environ["FACERES_CACHE"] = str(work / "cache")  # a fresh run cache: this run trains, never reuses
-    try:
+    with mock.patch.dict(os.environ, {CACHE_ENV: str(work / "cache")}):  # a fresh run cache: trains, never reuses
         summary = train_arm(config, find_arm(config, "main"), data, work / "model", vgg_features=vgg, ctx=ctx,
                             progress=False)
-    finally:
-        if old_cache is None:
-            del os.environ["FACERES_CACHE"]
-        else:
-            os.environ["FACERES_CACHE"] = old_cache
     restore_folder(load_generator(work / "model" / "generator.pt"), degraded / "test", restored, progress=False)
     options = EvalOptions(ci_level=None, progress=False)
 
