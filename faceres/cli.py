@@ -87,6 +87,22 @@ def _cmd_restore(args: argparse.Namespace) -> None:
         print(f"restore: {len(written)} images -> {args.out}")
 
 
+def _cmd_import_external(args: argparse.Namespace) -> None:
+    from faceres.errors import ConfigError
+    from faceres.external import import_external
+
+    config = config_from_args(args)
+    if args.method not in config.external:
+        raise ConfigError(f"{args.params}: external has no key {args.method!r} (has: {', '.join(config.external)}); "
+                          f"add `{args.method}: null` under external: so that the pipeline evaluates it")
+    out = Path(args.out or f"data/external/{args.method}")
+    done = import_external(args.dir, args.degraded, out)
+    notes = [f"{n} {what}" for n, what in ((done.converted, "converted to 8-bit RGB"), (done.resized, "resized"),
+                                             (done.skipped, "comparison images skipped")) if n]
+    print(f"import-external {args.method}: {done.images} restorations from {done.source} -> {out}"
+          + (f" ({', '.join(notes)})" if notes else ""))
+
+
 def _cmd_restore_arm(args: argparse.Namespace) -> None:
     from faceres.pipeline import restore
 
@@ -193,6 +209,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--cuda", action="store_true", help="run on the GPU")
     p.set_defaults(func=_cmd_restore)
+
+    p = sub.add_parser(
+        "import-external", help="another method's restorations of the BFR test inputs, as the pipeline scores them",
+        description="Pair each output of another method's inference script (GFPGAN, GPEN, DFDNet, CodeFormer, ...) "
+                    "with its degraded input by name (suffixes such as _00 dropped), convert it to 8-bit RGB, resize "
+                    "it to the inputs' size and write data/external/METHOD/<image_id>.png (replacing an earlier "
+                    "import); the evaluate-external@METHOD stage then scores it.",
+        epilog="example: faceres import-external gfpgan ~/GFPGAN/results  (its restored_faces/ is used)")
+    add_params_arguments(p)
+    p.add_argument("method", help="the method's key in params.yaml external (dfdnet, gfpgan, gpen, or your own)")
+    p.add_argument("dir", help="the folder of its restored faces (or a results folder holding restored_faces/)")
+    p.add_argument("--degraded", default="data/degraded/bfr/test", help="the inputs it restored (default: %(default)s)")
+    p.add_argument("--out", default=None, help="output folder (default: data/external/METHOD)")
+    p.set_defaults(func=_cmd_import_external)
 
     p = _stage_parser(sub, "restore-arm", "restore the degraded test sets with a trained arm (pipeline stage)", tasks=True)
     p.add_argument("arm")

@@ -248,3 +248,27 @@ def load_metrics_dir(root: str | Path, task: str) -> dict[str, MetricsFile]:
             raise DataError(f"{path}: task {run.task!r} does not match its file name {task!r}")
         runs[run.method] = run
     return runs
+
+
+def headline_numbers(run: MetricsFile, ipr_k: int = 1) -> dict[str, float]:
+    """The five numbers a reader compares first: PSNR, SSIM and LPIPS means, FID, and iPrecision@k on identity
+    features (``iprecision_k<k>``); a metric the run lacks is left out."""
+    numbers = {name: run.per_image[name].mean for name in PER_IMAGE_METRICS if name in run.per_image}
+    if run.fid is not None:
+        numbers["fid"] = run.fid
+    iprecision = run.manifold_value("iprecision", "identity", ipr_k)
+    if iprecision is not None:
+        numbers[f"iprecision_k{ipr_k}"] = iprecision
+    return numbers
+
+
+def summary_metrics(root: str | Path, ipr_k: int = 1) -> dict[str, dict[str, dict[str, float]]]:
+    """method -> task -> :func:`headline_numbers` for every evaluated ``root/<method>/<task>.json`` (placeholders
+    of arms not run and methods not provided left out): the small file `dvc exp show` reads."""
+    root = Path(root)
+    tasks = sorted({path.stem for path in root.glob("*/*.json")}) if root.is_dir() else []
+    summary: dict[str, dict[str, dict[str, float]]] = {}
+    for task in tasks:
+        for method, run in load_metrics_dir(root, task).items():
+            summary.setdefault(method, {})[task] = headline_numbers(run, ipr_k)
+    return {method: summary[method] for method in sorted(summary)}

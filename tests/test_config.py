@@ -47,6 +47,9 @@ def test_skip_nodes_match_the_paper():
         ({"skips": -1}, "skips = -1"),
         ({"skips": 6}, "skips = 6: allowed: 0..4 at resolution 64 (skip nodes 8..64 px"),
         ({"skips": 5, "profiles.cpu.resolution": 32}, "skips = 5: allowed: 0..3 at resolution 32"),
+        # the fix named: the key and a value that works, and its cost ((256 / 64)^2 = 16x the pixels)
+        ({"skips": 6}, "to run it, also set -S profiles.cpu.resolution=256 (about 16x the compute of 64 px"),
+        ({"skips": 5, "profiles.cpu.resolution": 32}, "-S profiles.cpu.resolution=128 (about 16x the compute of 32"),
         ({"skips": 2.5}, "skips = 2.5: allowed: an integer"),
         ({"skips": True}, "skips = True: allowed: an integer"),
         ({"alpha": -0.1}, "alpha = -0.1: allowed: a finite number >= 0"),

@@ -100,11 +100,35 @@ def test_exp_run_with_new_skips_reruns_only_the_main_models_chain(project):
     experiment = run_dvc(["exp", "run", "-n", "skips1", "-S", "skips=1"], repo, env).check()
     assert set(experiment.ran) == MAIN_CHAIN, experiment.output[-2000:]
     metrics = _experiment_metrics(_exp_show(repo, env), "skips1")
-    for task in ("bfr", "sr8", "sr16"):
-        for key in ("metrics.psnr.mean", "metrics.lpips.mean", "metrics.fid.value", "metrics.iprecision.inception.1"):
-            assert f"metrics/main/{task}.json:{key}" in metrics, (task, key, metrics[:20])
+    # `dvc exp show` lists the report's summary only: five numbers per evaluated (method, task), here the main
+    # model's three tasks and bfr of DEG and the two arms (the external method was not provided: no columns).
+    headline = ("psnr", "ssim", "lpips", "fid", "iprecision_k1")
+    evaluated = [("main", "bfr"), ("main", "sr8"), ("main", "sr16"), ("deg", "bfr"), ("skips0", "bfr"),
+                 ("noaug", "bfr")]
+    assert sorted(metrics) == sorted(f"reports/summary.json:{method}.{task}.{key}"
+                                     for method, task in evaluated for key in headline), metrics
     run_dvc(["exp", "apply", "skips1"], repo, env).check()  # the workspace now holds skips1's results
     assert json.loads((repo / "models/main/train.json").read_text())["arm"]["skips"] == 1
+    git(repo, "checkout", "--", ".")
+    run_dvc(["checkout", "--force"], repo, env).check()
+
+
+@pytest.mark.slow
+def test_skips6_runs_end_to_end_once_the_profile_is_256_px(project):
+    repo, env = project
+    refused = run_dvc(["exp", "run", "-n", "skips6-64px", "-S", "skips=6"], repo, env)
+    assert refused.returncode != 0
+    assert "to run it, also set -S profiles.cpu.resolution=256" in refused.output, refused.output[-2000:]
+    git(repo, "checkout", "--", "params.yaml")  # dvc exp run leaves the refused override in the workspace
+    # What the error says to do: the whole pipeline at 256 px (every stage reruns), all six skip nodes.
+    experiment = run_dvc(["exp", "run", "-n", "skips6", "-S", "skips=6", "-S", "profiles.cpu.resolution=256"],
+                         repo, env).check()
+    assert {"prepare", "train-main", "train@skips0", "evaluate-main", "report"} <= set(experiment.ran)
+    metrics = _experiment_metrics(_exp_show(repo, env), "skips6")
+    assert "reports/summary.json:main.bfr.psnr" in metrics and "reports/summary.json:main.sr16.fid" in metrics
+    run_dvc(["exp", "apply", "skips6"], repo, env).check()
+    summary = json.loads((repo / "models/main/train.json").read_text())
+    assert summary["arm"]["skips"] == 6 and summary["steps"] > 0
     git(repo, "checkout", "--", ".")
     run_dvc(["checkout", "--force"], repo, env).check()
 
@@ -129,17 +153,29 @@ def test_queued_variants_run_in_parallel_into_separate_experiments_and_mlflow_ru
 
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlruns' / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["faceres"], filter_string="tags.stage = 'train'")
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")  # where plain `mlflow ui` in the repo looks
+    experiment = ["faceres-cpu-synthetic"]  # named by profile and data source
+    runs = mlflow.search_runs(experiment_names=experiment, filter_string="tags.stage = 'train'")
     per_experiment = runs.groupby("tags.dvc_experiment")["run_id"].nunique()
     assert per_experiment.get("q-alpha", 0) >= 1 and per_experiment.get("q-noaug", 0) >= 1, per_experiment
     alpha_runs = runs[runs["tags.dvc_experiment"] == "q-alpha"]
     assert set(alpha_runs["params.alpha"]) == {"0.3"}
     # Every arm's evaluation run carries the arm's own settings, so MLflow's compare view lines them up.
-    evaluations = mlflow.search_runs(experiment_names=["faceres"], filter_string="tags.stage = 'evaluate'")
+    evaluations = mlflow.search_runs(experiment_names=experiment, filter_string="tags.stage = 'evaluate'")
     by_arm = evaluations.dropna(subset=["tags.arm"]).groupby("tags.arm")
     assert set(by_arm["params.skips"].agg(lambda s: ",".join(sorted(set(s))))["skips0"].split(",")) == {"0"}
     assert set(by_arm["params.aug"].agg(lambda s: ",".join(sorted(set(s))))["noaug"].split(",")) == {"False"}
+    # Stage runs log their stage's params only: an evaluation has evaluate.*, not train.*
+    assert "params.evaluate.bootstrap" in evaluations and evaluations["params.train.lr"].isna().all()
+    # One parent run per experiment, named by it, with its stages nested below and the headline numbers on it
+    parents = mlflow.search_runs(experiment_names=experiment, filter_string="tags.stage = 'pipeline'")
+    for name in ("q-alpha", "q-noaug"):
+        parent = parents[parents["tags.dvc_experiment"] == name]
+        assert len(parent) == 1 and parent["tags.mlflow.runName"].item() == name
+        children = mlflow.search_runs(experiment_names=experiment,
+                                      filter_string=f"tags.mlflow.parentRunId = '{parent['run_id'].item()}'")
+        assert {"train", "restore", "evaluate", "report"} <= set(children["tags.stage"]), children["tags.stage"]
+        assert parent["metrics.main/bfr/psnr"].notna().all()
 
 
 def _exp_show(repo: Path, env: dict) -> list:

@@ -171,6 +171,27 @@ def test_metrics_dir_checks_method_and_task_against_the_path(tmp_path):
     assert load_metrics_dir(tmp_path / "absent", "bfr") == {}
 
 
+def test_summary_metrics_has_the_five_headline_numbers_of_every_evaluated_method_and_task(metrics_root):
+    from faceres.results import summary_metrics
+
+    write_doc(metrics_root, metrics_doc("skips4", task="sr8", psnr=21.0, ssim=0.6, lpips=0.3, fid=50.0,
+                                        ipr_identity=[0.5, 0.6]))
+    (metrics_root / "gfpgan").mkdir()  # an external method not provided: a placeholder, not a row
+    (metrics_root / "gfpgan" / "bfr.json").write_text(json.dumps(
+        {"method": "gfpgan", "task": "bfr", "status": "not_provided", "reason": "no folder"}))
+    summary = summary_metrics(metrics_root, ipr_k=1)
+    assert "gfpgan" not in summary
+    assert set(summary) == {doc["method"] for doc in FIXTURE_DOCS}
+    # Copied by hand from FIXTURE_DOCS: the means, FID's value, iPrecision@1 on identity features only.
+    assert summary["skips4"] == {
+        "bfr": {"psnr": 24.10, "ssim": 0.7100, "lpips": 0.2500, "fid": 25.00, "iprecision_k1": 0.950},
+        "sr8": {"psnr": 21.0, "ssim": 0.6, "lpips": 0.3, "fid": 50.0, "iprecision_k1": 0.5},
+    }
+    assert summary["deg"] == {"bfr": {"psnr": 19.50, "lpips": 0.5000, "iprecision_k1": 0.100}}  # what it has
+    assert summary_metrics(metrics_root, ipr_k=2)["skips0"]["bfr"]["iprecision_k2"] == 0.40
+    assert summary_metrics(metrics_root / "absent") == {}
+
+
 def _spec_tables(text: str) -> dict[str, list[list[str]]]:
     """The markdown tables under 'Table 6/7/8' headings of paper.md: {name: rows of cells}."""
     tables, current = {}, None

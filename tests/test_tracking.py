@@ -5,7 +5,11 @@ from __future__ import annotations
 import dataclasses
 import http.server
 import os
+import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -13,8 +17,19 @@ from pathlib import Path
 import pytest
 
 from faceres.errors import TrackingError
-from faceres.pipeline.tracking import check_reachable, config_digest, project_root, stage_run, tracking_uri
-from tests.conftest import small_config
+from faceres.arms import find_arm
+from faceres.config import to_flat_dict
+from faceres.pipeline.design import arm_config, arm_params
+from faceres.pipeline.tracking import (
+    REGISTERED_MODEL,
+    check_reachable,
+    config_digest,
+    experiment_name,
+    project_root,
+    stage_run,
+    tracking_uri,
+)
+from tests.conftest import REPO, small_config
 
 
 def _free_port() -> int:
@@ -31,8 +46,9 @@ def project(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
-def test_default_store_is_local_sqlite_at_the_project_root(project):
-    assert tracking_uri(small_config()) == f"sqlite:///{project / 'mlruns' / 'mlflow.db'}"
+def test_default_store_is_mlflows_own_default_at_the_project_root(project):
+    # MLflow 3's `mlflow ui` / `mlflow server` open sqlite:///mlflow.db in the directory they start in
+    assert tracking_uri(small_config()) == f"sqlite:///{project / 'mlflow.db'}"
 
 
 def test_env_and_params_choose_the_store(project, monkeypatch):
@@ -66,7 +82,7 @@ def test_stage_run_logs_params_tags_metrics_and_artifacts(project):
     assert "git_commit" in logged.data.tags
     assert logged.data.metrics == {"images": 12.0, "seconds": 0.5}
     assert [a.path for a in client.list_artifacts(run_id)] == ["manifest.csv"]
-    assert (project / "mlruns" / "artifacts").is_dir(), "artifacts stay beside the local store"
+    assert (project / "mlruns").is_dir(), "artifacts stay beside the local store"
 
 
 def test_runs_of_one_configuration_share_a_params_sha_tag_and_any_change_splits_them(project, monkeypatch):
@@ -91,7 +107,7 @@ def test_runs_of_one_configuration_share_a_params_sha_tag_and_any_change_splits_
     assert shas[0] == config_digest(configs[0]) and len(shas[0]) == 12
     assert {t["dvc_stage"] for t in tags} == {"evaluate@skips0"}
     found = client.search_runs([client.get_run(run_ids[0]).info.experiment_id],
-                               filter_string=f"tags.params_sha = '{shas[2]}'")
+                               filter_string=f"tags.params_sha = '{shas[2]}' and tags.stage = 'evaluate'")
     assert sorted(r.info.run_id for r in found) == sorted(run_ids[2:])
 
 
@@ -107,9 +123,10 @@ def test_a_run_leaves_no_tracking_uri_behind_so_the_next_project_logs_to_its_own
             pass
     assert "MLFLOW_TRACKING_URI" not in os.environ  # mlflow.set_tracking_uri writes it; stage_run puts it back
     for name in ("a", "b"):
-        client = MlflowClient(f"sqlite:///{tmp_path / name / 'mlruns' / 'mlflow.db'}")
-        experiment = client.get_experiment_by_name("faceres")
-        assert [r.info.run_name for r in client.search_runs([experiment.experiment_id])] == [f"prepare-{name}"]
+        client = MlflowClient(f"sqlite:///{tmp_path / name / 'mlflow.db'}")
+        experiment = client.get_experiment_by_name("faceres-cpu-synthetic")
+        names = [r.info.run_name for r in client.search_runs([experiment.experiment_id], "tags.stage = 'prepare'")]
+        assert names == [f"prepare-{name}"]
 
 
 def test_a_failing_stage_marks_its_run_failed(project):
@@ -160,3 +177,158 @@ def test_server_health_answers(status, fails):
             check_reachable(uri)
     finally:
         server.shutdown()
+
+
+def _runs(client, config, query: str):
+    experiment = client.get_experiment_by_name(experiment_name(config))
+    return client.search_runs([experiment.experiment_id], filter_string=query)
+
+
+def test_stage_runs_nest_under_one_parent_run_per_configuration_and_dvc_experiment(project, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    first, changed = small_config(), small_config(alpha=0.3)
+    children = {}
+    for label, config, experiment in (("a1", first, ""), ("a2", first, ""), ("b", changed, ""), ("e", first, "exp-1")):
+        monkeypatch.setenv("DVC_EXP_NAME", experiment)
+        with stage_run(config, "prepare", run_name=label) as run:
+            children[label] = run.run_id
+    client = MlflowClient(tracking_uri(first))
+    parent_of = {label: client.get_run(run_id).data.tags["mlflow.parentRunId"] for label, run_id in children.items()}
+    assert parent_of["a1"] == parent_of["a2"], "one configuration, one parent"
+    assert len({parent_of["a1"], parent_of["b"], parent_of["e"]}) == 3, "a changed param or experiment: another"
+    parents = _runs(client, first, "tags.stage = 'pipeline'")
+    assert sorted(p.info.run_id for p in parents) == sorted(set(parent_of.values()))
+    by_id = {p.info.run_id: p for p in parents}
+    assert by_id[parent_of["e"]].info.run_name == "exp-1"
+    assert by_id[parent_of["a1"]].info.run_name == f"repro-{config_digest(first)}"
+    # The parent holds every effective parameter (the children only their stage's); the profile's as scale.*
+    assert by_id[parent_of["b"]].data.params["alpha"] == "0.3"
+    assert by_id[parent_of["a1"]].data.params["scale.resolution"] == "64"
+    assert len(by_id[parent_of["a1"]].data.params) == len(to_flat_dict(first)) - len(to_flat_dict(first.profiles)) \
+        + len(to_flat_dict(first.scale))
+    assert {p.info.status for p in parents} == {"FINISHED"}
+
+
+def test_a_dvc_stage_logs_the_params_its_dvc_yaml_stage_declares(project, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    shutil.copy(REPO / "dvc.yaml", project / "dvc.yaml")
+    config = small_config()
+    arm = find_arm(config, "skips0")
+    logged = {}
+    for stage_address, stage, kwargs in (
+        ("train@skips0", "train", {"logged_config": arm_config(config, arm), "extra_params": arm_params(arm)}),
+        ("degrade@sr8", "degrade", {}),
+    ):
+        monkeypatch.setenv("DVC_STAGE", stage_address)
+        with stage_run(config, stage, **kwargs) as run:
+            logged[stage_address] = MlflowClient(tracking_uri(config)).get_run(run.run_id).data.params
+    # dvc.yaml's train@ARM declares: seed, profile, profiles.${profile}, degrade.bfr, train, ablations.base,
+    # ablations.arms.${key} (read by hand); plus the arm's own skips/alpha/aug
+    flat = {**{k: v for k, v in to_flat_dict(config).items() if not k.startswith("profiles.")},
+            **{f"scale.{k}": v for k, v in to_flat_dict(config.scale).items()}}
+    train_prefixes = ("seed", "profile", "scale.", "degrade.bfr.", "train.", "ablations.base.", "ablations.arms.skips0.")
+    expected = {k for k in flat if k in ("seed", "profile") or k.startswith(train_prefixes[2:])}
+    assert set(logged["train@skips0"]) == expected | {"arm", "skips", "alpha", "aug"}
+    assert logged["train@skips0"]["skips"] == "0" and "evaluate.bootstrap" not in logged["train@skips0"]
+    assert "ablations.arms.noaug.aug" not in logged["train@skips0"]
+    # degrade@TASK declares seed, profile, profiles.${profile}, degrade
+    assert logged["degrade@sr8"]["degrade.sr8.factor"] == "8" and "train.lr" not in logged["degrade@sr8"]
+
+
+def test_images_datasets_the_generator_and_headline_numbers(project, monkeypatch):
+    import numpy as np
+    from mlflow.tracking import MlflowClient
+
+    config = small_config()
+    manifest = project / "prepared" / "manifest.csv"
+    manifest.parent.mkdir()
+    manifest.write_text("image_id,split,identity\n0,train,1\n1,test,2\n")
+    generator = project / "generator.pt"
+    generator.write_bytes(b"weights")
+    html = project / "report.html"
+    html.write_text("<html></html>")
+    run_ids = []
+    for step in (1, 2):
+        with stage_run(config, "train") as run:
+            run.log_image(np.full((8, 8, 3), 10 * step, dtype=np.uint8), "samples", step)
+            run.log_dataset(manifest, context="training")
+            run.log_generator(generator, register=True)
+            run.log_on_parent({"main/bfr/psnr": 20.5, "deg/bfr/fid": None}, [(html, None)])
+            run_ids.append(run.run_id)
+    client = MlflowClient(tracking_uri(config))
+    logged = client.get_run(run_ids[0])
+    images = [a.path for a in client.list_artifacts(run_ids[0], "images")]
+    assert any(path.startswith("images/samples") for path in images), images  # MLflow's image series layout
+    (dataset_input,) = logged.inputs.dataset_inputs
+    assert dataset_input.dataset.name == f"{project.name}/prepared"
+    assert {t.key: t.value for t in dataset_input.tags}["mlflow.data.context"] == "training"
+    assert [a.path for a in client.list_artifacts(run_ids[0], "generator")] == ["generator/generator.pt"]
+    versions = client.search_model_versions(f"name = '{REGISTERED_MODEL}'")
+    assert sorted(v.run_id for v in versions) == sorted(run_ids)
+    parent = client.get_run(logged.data.tags["mlflow.parentRunId"])
+    assert parent.data.metrics == {"main/bfr/psnr": 20.5}
+    assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["report.html"]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real `mlflow server` on the loopback interface, with its own store and artifacts."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            check_reachable(uri, timeout=2)
+            break
+        except TrackingError:
+            if time.time() > deadline or server.poll() is not None:
+                _stop(server)
+                pytest.fail(f"mlflow server did not start on {uri}")
+            time.sleep(1)
+    yield uri, server
+    _stop(server)
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """The server and its workers (its own process group)."""
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGKILL)
+    server.wait()
+
+
+def test_stages_log_to_a_real_mlflow_server_and_fail_in_one_line_when_it_goes_away(project, mlflow_server,
+                                                                                    monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    uri, server = mlflow_server
+    config = dataclasses.replace(small_config(), tracking=dataclasses.replace(small_config().tracking, uri=uri))
+    artifact = project / "manifest.csv"
+    artifact.write_text("image_id,split,identity\n0,train,1\n")
+    with stage_run(config, "evaluate", run_name="evaluate-main") as run:
+        run.log_metrics({"bfr_psnr": 21.0})
+        run.log_artifact(artifact)
+        run.log_on_parent({"main/bfr/psnr": 21.0})
+        run_id = run.run_id
+    client = MlflowClient(uri)
+    logged = client.get_run(run_id)
+    assert logged.info.status == "FINISHED" and logged.data.metrics == {"bfr_psnr": 21.0}
+    assert [a.path for a in client.list_artifacts(run_id)] == ["manifest.csv"]
+    assert client.get_run(logged.data.tags["mlflow.parentRunId"]).data.metrics == {"main/bfr/psnr": 21.0}
+    assert not (project / "mlflow.db").exists(), "nothing went to the local store"
+    # The server goes away in the middle of a stage: one line naming the store, within seconds.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    with pytest.raises(TrackingError) as info:
+        with stage_run(config, "evaluate") as run:
+            _stop(server)
+            start = time.perf_counter()
+            run.log_metrics({"bfr_psnr": 22.0})
+    assert time.perf_counter() - start < 60
+    message = str(info.value)
+    assert message.startswith(f"MLflow store {uri}: log_metrics failed") and "\n" not in message, message

@@ -78,6 +78,16 @@ def skips_allowed(resolution: int) -> str:
             f"skips {MAX_SKIPS} needs resolution >= {2 ** (MAX_SKIPS + 2)})")
 
 
+def skips_fix(skips: int, profile: str, resolution: int) -> str:
+    """What makes `skips` possible, for the main model's config error (`dvc exp run -S skips=6` at 64 px)."""
+    needed = next((r for r in (2 ** e for e in range(4, 10)) if len(skip_nodes(r)) >= skips), None)
+    if needed is None:
+        return ""
+    # convolution cost grows with the pixel count; every stage reruns, as the profile changes
+    return (f"; to run it, also set -S profiles.{profile}.resolution={needed} (about {(needed // resolution) ** 2}x the "
+            f"compute of {resolution} px per image, every arm retrained) or -S profile=gpu")
+
+
 _positive_int = _check(lambda v: v > 0, "an integer > 0")
 _non_negative_int = _check(lambda v: v >= 0, "an integer >= 0")
 _probability = _check(lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
@@ -229,15 +239,15 @@ class AugmentConfig:
     sample's degradation by a harder one found against the current generator, inside the configured ranges."""
 
     prob: float = field(metadata=_probability)
-    """share of each batch whose degradation is replaced by a harder one"""
+    """share of each batch whose degradation is replaced by a harder one; 0.25 by docs/calibration.md (+0.5 dB PSNR over 0.5)"""
     mode: Literal["worst_of_k", "pgd", "both"]
     """worst_of_k / pgd / both (worst of K candidates, then PGD steps from it)"""
     candidates: int = field(metadata=_check(lambda v: v >= 2, "an integer >= 2 (worst of K)"))
     """K: degradations drawn per hardened image, the one with the largest restoration L1 kept"""
     pgd_steps: int = field(metadata=_positive_int)
-    """signed-gradient ascent steps on the continuous degradation parameters"""
+    """signed-gradient ascent steps on the continuous degradation parameters (2 small ones: a perturbation, not a push to the box corner)"""
     pgd_step: float = field(metadata=_check(lambda v: 0 < v <= 1, "a fraction of each range in (0, 1]"))
-    """each PGD step, as a share of each parameter's range"""
+    """each PGD step, as a share of each parameter's range (0.05 by docs/calibration.md)"""
     pixel_eps: float = field(metadata=_check(lambda v: 0 <= v <= 255, "an L-inf radius in [0, 255] (0 = off)"))
     """extra L-inf pixel perturbation of the degraded input (0..255 scale); 0 = off"""
 
@@ -344,10 +354,11 @@ class ReportConfig:
 
 @dataclass(frozen=True)
 class TrackingConfig:
-    experiment: str = field(metadata=_check(lambda v: v.strip() != "", "a non-empty name"))
-    """MLflow experiment name"""
+    experiment: str | None = field(default=None, metadata=_check(lambda v: v is None or v.strip() != "",
+                                                                  "a non-empty name, or null"))
+    """MLflow experiment name; null = faceres-<profile>-<data> (data: synthetic or the training folder's name)"""
     uri: str | None = None
-    """MLflow tracking URI; null = $MLFLOW_TRACKING_URI, else the local store mlruns/"""
+    """MLflow tracking URI; null = $MLFLOW_TRACKING_URI, else the local store mlflow.db (plain `mlflow ui` there)"""
 
 
 @dataclass(frozen=True)
@@ -405,7 +416,7 @@ def _cross_checks(config: Config, loader: TypedLoader) -> None:
         loader.fail("profile", config.profile, "one of " + ", ".join(config.profiles))
     resolution = config.resolution
     if config.skips > len(skip_nodes(resolution)):
-        loader.fail("skips", config.skips, skips_allowed(resolution))
+        loader.fail("skips", config.skips, skips_allowed(resolution) + skips_fix(config.skips, config.profile, resolution))
     for task in ("sr8", "sr16"):
         factor = config.degrade.task(task).factor
         if resolution // factor < 4:

@@ -2,7 +2,8 @@
 
 A method is the main model (``main``, "Ours"), an ablation arm (params.yaml ``ablations.arms``), the degraded
 input itself (``deg``, the paper's DEG*) or an external method (params.yaml ``external``: a folder of another
-method's restorations of data/degraded/bfr/test).
+method's restorations of data/degraded/bfr/test, by default data/external/<method> as `faceres import-external`
+writes it).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from faceres.arms import list_arms
 from faceres.config import Config, load_config
 from faceres.errors import DataError
 from faceres.pipeline import stage_args, status
-from faceres.pipeline.layout import seed_dir
+from faceres.pipeline.layout import Layout, seed_dir
 
 DEG = "deg"
 # Table 8 and Figure 8 rows: label -> method
@@ -28,13 +29,19 @@ def arm_config(config: Config, arm) -> Config:
     return dataclasses.replace(config, skips=arm.skips, alpha=arm.alpha, aug=arm.aug)
 
 
+def arm_params(arm) -> dict:
+    """What every run of an arm logs beside its stage's params: its name and effective skips/alpha/aug (the
+    compare view's axes)."""
+    return {"arm": arm.name, "skips": arm.skips, "alpha": arm.alpha, "aug": arm.aug}
+
+
 def method_run(config: Config, method: str) -> tuple[Config, dict]:
     """(config, extra params) of a restore/evaluate run: an arm's runs carry its own skips/alpha/aug, so MLflow's
     compare view lines the arms up by them; other methods (deg, external) have none."""
     arms = {arm.name: arm for arm in list_arms(config)}
     if method in arms:
-        return arm_config(config, arms[method]), {"arm": method, "method": method}
-    return config, {"method": method, "skips": "-", "alpha": "-", "aug": "-"}
+        return arm_config(config, arms[method]), {"method": method, **arm_params(arms[method])}
+    return config, {"method": method}  # no skips/alpha/aug: not a string "-" that turns the axis categorical
 
 
 def prediction_folders(config: Config, method: str, task: str, degraded: Path, restored: Path) -> list[Path] | str:
@@ -42,18 +49,26 @@ def prediction_folders(config: Config, method: str, task: str, degraded: Path, r
     if method == DEG:
         return [degraded / task / "test"]
     if method in config.external:
-        folder = config.external[method]
-        if folder is None:
-            return status.NOT_PROVIDED
-        if not Path(folder).is_dir():
-            raise DataError(f"external.{method} = {folder}: not a directory of restored images")
-        return [Path(folder)]
+        folder = external_folder(config, method)
+        return status.NOT_PROVIDED if folder is None else [folder]
     if status.read_restore_status(restored / method).get("status") == status.NOT_RUN:
         return status.NOT_RUN
     folders = sorted((restored / method / task).glob("seed*"), key=lambda p: int(p.name[4:]))
     if not folders:
         raise DataError(f"{restored / method / task}: no seed*/ folders of restorations")
     return folders
+
+
+def external_folder(config: Config, method: str, external_root: Path = Layout().external) -> Path | None:
+    """An external method's restorations: params.yaml's ``external.<method>``, else the folder
+    `faceres import-external` writes (data/external/<method>) if there is one; None: not provided."""
+    folder = config.external[method]
+    if folder is None:
+        default = external_root / method
+        return default if default.is_dir() else None
+    if not Path(folder).is_dir():
+        raise DataError(f"external.{method} = {folder}: not a directory of restored images")
+    return Path(folder)
 
 
 def restored_seed_dir(restored: Path, method: str, task: str, seed: int = 0) -> Path | None:

@@ -21,8 +21,8 @@ from faceres.config import Config
 from faceres.errors import user_errors_exit
 from faceres.paths import cache_root
 from faceres.pipeline import status
-from faceres.pipeline.design import method_and_tasks, method_run, prediction_folders
-from faceres.pipeline.layout import Layout, ground_truth_dir, metrics_file, per_image_file
+from faceres.pipeline.design import external_folder, method_and_tasks, method_run, prediction_folders
+from faceres.pipeline.layout import MANIFEST, Layout, ground_truth_dir, metrics_file, per_image_file
 from faceres.pipeline.tracking import log_outputs, maybe_tracked
 from faceres.results import MANIFOLD_METRICS, PER_IMAGE_METRICS, MetricsFile, PerImageStat
 
@@ -138,11 +138,13 @@ def run(config: Config, method: str, tasks: list[str], data_dir: Path, degraded_
         restored_root: Path, out_root: Path, track: bool = True) -> dict:
     """Metrics of one method (arm, deg or external) on each task's test split, logged to MLflow."""
     run_config, run_params = method_run(config, method)
-    with maybe_tracked(config, "evaluate", track, run_name=f"evaluate-{method}", extra_params=run_params,
-                       logged_config=run_config) as mlflow_run:
+    provided = method not in config.external or external_folder(config, method) is not None
+    with maybe_tracked(config, "evaluate", track and provided, run_name=f"evaluate-{method}",  # no empty runs
+                       extra_params=run_params, logged_config=run_config) as mlflow_run:
         if mlflow_run is not None:
             mlflow_run.set_tags({"method": method, "tasks": ",".join(tasks),
                                  **({"arm": method} if "arm" in run_params else {})})
+            mlflow_run.log_dataset(data_dir / MANIFEST, context="evaluation")
         start = time.perf_counter()
         documents = evaluate_method(config, method, tasks, data_dir, degraded_root, restored_root, out_root)
         seconds = time.perf_counter() - start

@@ -6,8 +6,10 @@
     models/<arm>/                          generator.pt, curve.csv, train.json          (train@ARM)
     data/restored/<arm>/<task>/seed<k>/    restorations, one folder per noise seed      (restore@ARM)
     data/restored/<arm>/status.json        ok / not_run                                 (restore@ARM)
+    data/external/<method>/                another method's restorations of bfr/test     (faceres import-external)
     metrics/<method>/<task>.json           the metrics document (+ per_image/<task>.csv) (evaluate@METHOD)
     reports/                               tables, figures, report.md, report.html      (report)
+    reports/summary.json                   method -> task -> headline metrics (DVC metrics) (report)
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 MANIFEST = "manifest.csv"  # prepare's and degrade's (faceres.data.prepare.MANIFEST: asserted equal in the tests)
 PER_IMAGE = "per_image"
 STATUS_FILE = "status.json"
+METRICS_SUMMARY = "summary.json"  # in reports/: the DVC metrics file
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,10 @@ class Layout:
     @property
     def degraded(self) -> Path:
         return self.root / "data" / "degraded"
+
+    @property
+    def external(self) -> Path:
+        return self.root / "data" / "external"
 
     @property
     def models(self) -> Path:

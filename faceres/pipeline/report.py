@@ -13,8 +13,9 @@ from faceres.config import Config, load_config
 from faceres.errors import user_errors_exit
 from faceres.pipeline import stage_args
 from faceres.pipeline.design import COMPARISON, FIGURE8, restored_seed_dir
-from faceres.pipeline.layout import Layout, ground_truth_dir
+from faceres.pipeline.layout import METRICS_SUMMARY, Layout, ground_truth_dir
 from faceres.pipeline.tracking import git_commit, maybe_tracked
+from faceres.results import summary_metrics
 
 
 def _qualitative_figures(config: Config, data_dir: Path, degraded_root: Path, restored_root: Path) -> list:
@@ -49,7 +50,8 @@ def _qualitative_figures(config: Config, data_dir: Path, degraded_root: Path, re
 
 def run(config: Config, metrics_root: Path, data_dir: Path, degraded_root: Path, restored_root: Path,
         out_dir: Path, weights_record: Path, track: bool = True) -> dict:
-    """Tables 6, 7, 8, the alpha table, Figure 8, the qualitative figures and report.md/html."""
+    """Tables 6, 7, 8, the alpha table, Figure 8, the qualitative figures, report.md/html and summary.json (every
+    evaluated method's headline numbers: the DVC metrics)."""
     from faceres.arms import ablation_rows
     from faceres.report.build import build_report
     from faceres.report.document import RunInfo
@@ -92,10 +94,21 @@ def run(config: Config, metrics_root: Path, data_dir: Path, degraded_root: Path,
             psnr_spread=config.report.psnr_spread,
             ipr_k=config.report.ipr_k,
         )
+        summary = summary_metrics(metrics_root, config.report.ipr_k)
+        paths["summary"] = out_dir / METRICS_SUMMARY
+        paths["summary"].write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
         if mlflow_run is not None:
-            mlflow_run.log_artifact(paths["html"])
-            for table in sorted((out_dir / "tables").glob("*.md")):
-                mlflow_run.log_artifact(table, artifact_path="tables")
+            tables = [(table, "tables") for table in sorted((out_dir / "tables").glob("*.md"))]
+            figures = [(figure, "figures") for figure in sorted((out_dir / "figures").glob("*.png"))]
+            for path, folder in [(paths["html"], None), (paths["summary"], None), *tables, *figures]:
+                mlflow_run.log_artifact(path, artifact_path=folder)
+            # the experiment's row in the MLflow UI: its headline numbers (main/bfr/psnr, deg/bfr/fid, ...)
+            # and the report itself, on the parent run
+            mlflow_run.log_on_parent(
+                {f"{method}/{task}/{name}": value for method, by_task in summary.items()
+                 for task, numbers in by_task.items() for name, value in numbers.items()},
+                [(paths["html"], None), (paths["summary"], None)],
+            )
         print(f"report: {paths['md']} and {paths['html']}")
         return paths
 

@@ -15,9 +15,29 @@ from typing import Sequence
 from faceres.config import Config, load_config
 from faceres.errors import user_errors_exit
 from faceres.pipeline import stage_args, status
-from faceres.pipeline.design import arm_config
-from faceres.pipeline.layout import Layout
-from faceres.pipeline.tracking import maybe_tracked
+from faceres.pipeline.design import arm_config, arm_params
+from faceres.pipeline.layout import MANIFEST, Layout
+from faceres.pipeline.tracking import StageRun, maybe_tracked
+
+
+def log_training_data(run: StageRun, data_dir: Path) -> None:
+    """The prepared data (manifest: every image, its split and identity) as the run's "training" dataset."""
+    run.log_dataset(data_dir / MANIFEST, context="training")
+
+
+def record_trained(run: StageRun, arm_name: str, summary: dict, out_dir: Path) -> None:
+    """A finished training (trained here or copied from the run cache) on its MLflow run: fingerprint and
+    generator tags, final losses, throughput, train.json, and the generator file (the main arm's also as a new
+    version of the registered model)."""
+    from faceres.train.checkpoint import SUMMARY_FILE
+
+    generator = out_dir / "generator.pt"
+    run.set_tags({"fingerprint": summary["fingerprint"], "generator_sha256": summary["generator_sha256"],
+                  "generator_path": str(generator.resolve()), "reused": summary.get("reused", False)})
+    run.log_metrics({f"final_{k}": v for k, v in summary.get("final", {}).items()})
+    run.log_metrics({"mean_images_per_s": summary["images_per_s"], "train_seconds": summary["seconds"]})
+    run.log_artifact(out_dir / SUMMARY_FILE)
+    run.log_generator(generator, register=arm_name == "main")
 
 
 def train(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: bool = True,
@@ -43,10 +63,11 @@ def train(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: b
         tracked = track and ctx.is_main
         with maybe_tracked(
             config, "train", tracked, run_name=f"train-{arm_name}", logged_config=arm_config(config, arm),
-            extra_params={"arm": arm_name, "world_size": ctx.world_size},
+            extra_params={**arm_params(arm), "world_size": ctx.world_size},
         ) as run:
             if run is not None:
                 run.set_tags({"arm": arm_name})
+                log_training_data(run, data_dir)
             summary = train_arm(
                 config, arm, data_dir, out_dir, vgg_features=vgg, ctx=ctx,
                 log=run.log_metrics if run is not None else None,
@@ -54,11 +75,7 @@ def train(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: b
                 key=key if ctx.world_size <= 1 else None,
             )
             if run is not None and summary:
-                run.set_tags({"fingerprint": summary["fingerprint"], "generator_sha256": summary["generator_sha256"],
-                              "generator_path": str(out_dir / "generator.pt"), "reused": summary.get("reused", False)})
-                run.log_metrics({f"final_{k}": v for k, v in summary.get("final", {}).items()})
-                run.log_metrics({"images_per_s": summary["images_per_s"], "train_seconds": summary["seconds"]})
-                run.log_artifact(out_dir / SUMMARY_FILE)
+                record_trained(run, arm_name, summary, out_dir)
         if ctx.is_main and summary:
             print(
                 f"train {arm_name}: {summary['steps']} steps, {summary['images']} images in {summary['seconds']:.0f} s "
@@ -87,12 +104,12 @@ def run(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: boo
         # the fingerprint is this process's to compute again only under torchrun (one process per GPU)
         return train(config, arm_name, data_dir, out_dir, track, key=key) if on_cpu else None
     with maybe_tracked(config, "train", track, run_name=f"train-{arm_name}", logged_config=arm_config(config, arm),
-                       extra_params={"arm": arm_name, "world_size": planned_processes(config)}) as mlflow_run:
+                       extra_params={**arm_params(arm), "world_size": planned_processes(config)}) as mlflow_run:
         summary = reuse_finished_run(arm, key, out_dir)
         if mlflow_run is not None:
-            mlflow_run.set_tags({"arm": arm_name, "fingerprint": key, "generator_sha256": summary["generator_sha256"],
-                                 "generator_path": str(out_dir / "generator.pt"), "reused": True})
-            mlflow_run.log_artifact(out_dir / SUMMARY_FILE)
+            mlflow_run.set_tags({"arm": arm_name})
+            log_training_data(mlflow_run, data_dir)
+            record_trained(mlflow_run, arm_name, {**summary, "reused": True}, out_dir)
     return summary
 
 

@@ -285,7 +285,7 @@ def train_arm(
     vgg_features: nn.Sequential | None,
     ctx: DistContext,
     log: Callable[[dict[str, float], int], None] | None = None,
-    log_image: Callable[[np.ndarray, str], None] | None = None,
+    log_image: Callable[[np.ndarray, str, int], None] | None = None,
     progress: bool = True,
     stop_after: int | None = None,
     key: str | None = None,
@@ -375,7 +375,7 @@ def train_arm(
             if (step_checkpoint or timed_checkpoint) and not last_step:
                 save_checkpoint()
         if log_image is not None and ctx.is_main and trainer.step % train.sample_every == 0:
-            log_image(trainer.sample_grid(), f"samples/step{trainer.step:06d}.png")
+            log_image(trainer.sample_grid(), "samples", trainer.step)
         if stop_after is not None and steps_this_call >= stop_after:
             break
     writer.wait()
@@ -384,8 +384,8 @@ def train_arm(
     if trainer.step < trainer.total_steps:
         return {}
     summary = _publish(trainer, key, final_dir, out_dir, checkpoint) if ctx.is_main else {}
-    if log_image is not None and ctx.is_main:
-        log_image(trainer.sample_grid(), f"samples/step{trainer.step:06d}.png")
+    if log_image is not None and ctx.is_main and trainer.step % train.sample_every != 0:  # else logged above
+        log_image(trainer.sample_grid(), "samples", trainer.step)
     barrier(ctx)
     return summary
 
