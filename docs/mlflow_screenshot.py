@@ -1,10 +1,12 @@
-"""Screenshot of MLflow's compare view for the ablation arms' evaluation runs (docs/mlflow-compare.png).
+"""Screenshots of MLflow's UI over the project's store: the experiment page (one parent run per experiment, its
+stage runs unfolded below it: docs/mlflow-experiment.png) and the compare view of the ablation arms' evaluation
+runs (docs/mlflow-compare.png).
 
-    python docs/mlflow_screenshot.py [--repo PATH] [--out docs/mlflow-compare.png]
+    python docs/mlflow_screenshot.py [--repo PATH] [--experiment faceres-cpu-synthetic] [--docs docs]
 
-Starts `mlflow ui` on 127.0.0.1 over the repo's local store (mlruns/mlflow.db), opens the compare page of the
-newest `evaluate` run of each arm in headless Chromium (Debian packages chromium, chromium-driver; `make
-browser` installs them) and saves the page. Run it after `dvc repro`.
+Starts `mlflow ui` on 127.0.0.1 over the repo's local store (mlflow.db, MLflow's default), opens the pages in
+headless Chromium (Debian packages chromium, chromium-driver; `make browser` installs them) and saves them.
+Run it after `dvc repro`.
 """
 
 from __future__ import annotations
@@ -49,10 +51,10 @@ def arm_runs(store: str, experiment: str) -> tuple[str, list[str]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, default=REPO)
-    parser.add_argument("--out", type=Path, default=REPO / "docs" / "mlflow-compare.png")
-    parser.add_argument("--experiment", default="faceres")
+    parser.add_argument("--docs", type=Path, default=REPO / "docs", help="where the two PNGs go")
+    parser.add_argument("--experiment", default="faceres-cpu-synthetic", help="the default profile's experiment")
     args = parser.parse_args()
-    store = f"sqlite:///{args.repo.resolve() / 'mlruns' / 'mlflow.db'}"
+    store = f"sqlite:///{args.repo.resolve() / 'mlflow.db'}"
     experiment_id, run_ids = arm_runs(store, args.experiment)
     port = free_port()
     mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
@@ -70,24 +72,32 @@ def main() -> int:
                     raise SystemExit("mlflow ui did not start within 120 s")
                 time.sleep(1)
         query = urllib.parse.urlencode({"runs": json.dumps(run_ids), "experiments": json.dumps([experiment_id])})
-        url = f"{base}/#/compare-runs?{query}"
+        pages = {"mlflow-experiment.png": f"{base}/#/experiments/{experiment_id}",
+                 "mlflow-compare.png": f"{base}/#/compare-runs?{query}"}
 
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
+        from selenium.webdriver.common.by import By
 
         options = webdriver.ChromeOptions()
         options.binary_location = "/usr/bin/chromium"
-        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1600,1400"):
+        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1600,1100"):
             options.add_argument(flag)
         driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
         try:
-            driver.get(url)
-            time.sleep(12)  # the React app fetches the runs after load
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            driver.save_screenshot(str(args.out))
+            args.docs.mkdir(parents=True, exist_ok=True)
+            for name, url in pages.items():
+                driver.get(url)
+                time.sleep(12)  # the React app fetches the runs after load
+                if name == "mlflow-experiment.png":  # unfold the first parent run: its stage runs below it
+                    toggles = driver.find_elements(By.CSS_SELECTOR, "[aria-label*='xpand'], [title*='xpand']")
+                    if toggles:
+                        toggles[0].click()
+                        time.sleep(3)
+                driver.save_screenshot(str(args.docs / name))
+                print(f"{args.docs / name}: {url}")
         finally:
             driver.quit()
-        print(f"{args.out}: compare view of {len(run_ids)} evaluate runs ({url})")
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -103,6 +104,72 @@ def _cmd_import_external(args: argparse.Namespace) -> None:
           + (f" ({', '.join(notes)})" if notes else ""))
 
 
+def _study_methods(args: argparse.Namespace) -> dict[str, Path]:
+    """--method NAME=DIR pairs, else Table 8's methods the pipeline has restorations of (Ours and each imported
+    or configured external method; DEG is the input the page shows anyway)."""
+    from faceres.errors import ConfigError
+    from faceres.pipeline.design import COMPARISON, DEG, external_folder, restored_seed_dir
+
+    if args.method:
+        pairs = [m.partition("=") for m in args.method]
+        bad = [m for m, sep, folder in pairs if not sep or not m or not folder]
+        if bad:
+            raise ConfigError(f"--method {bad[0]!r}: allowed: NAME=FOLDER (e.g. --method ours=data/restored/main/bfr/seed0)")
+        return {name: Path(folder) for name, _, folder in pairs}
+    config = config_from_args(args)
+    methods = {}
+    for label, method in COMPARISON.items():
+        if method == DEG:
+            continue
+        folder = (external_folder(config, method) if method in config.external
+                  else restored_seed_dir(Path(args.restored), method, "bfr"))
+        if folder is not None:
+            methods[label] = folder
+    if len(methods) < 2:
+        raise ConfigError(f"questionnaire: restorations of {len(methods)} of Table 8's methods found "
+                          f"({', '.join(methods) or 'none'}); allowed: two or more: run the pipeline and "
+                          "faceres import-external, or name them with --method NAME=FOLDER")
+    return methods
+
+
+def _cmd_questionnaire(args: argparse.Namespace) -> None:
+    import random
+
+    from faceres.imageio import list_images
+    from faceres.report.human_study import build_questionnaire
+
+    methods = _study_methods(args)
+    ids = [p.stem for p in list_images(args.input)]
+    examples = sorted(random.Random(args.seed).sample(ids, min(args.examples, len(ids))))
+    key = build_questionnaire(examples, methods, args.input, args.gt, args.out, args.key, seed=args.seed)
+    print(f"questionnaire: {len(examples)} examples x {len(methods)} methods ({', '.join(methods)}) -> {args.out}; "
+          f"answer key ({len(key)} rows) -> {args.key}: keep it from the raters")
+
+
+def _cmd_votes(args: argparse.Namespace) -> None:
+    from faceres.report.human_study import aggregate_votes
+
+    table = aggregate_votes(args.votes, args.key)
+    if args.out:
+        table.to_csv(args.out)
+    print(table.to_string())
+
+
+def _cmd_cache(args: argparse.Namespace) -> None:
+    from faceres.paths import cache_root, cache_usage, prune_cache
+
+    if args.action == "prune":
+        removed, freed = prune_cache(args.part, args.older_than, args.dry_run)
+        verb = "would remove" if args.dry_run else "removed"
+        print(f"cache {args.part}: {verb} {len(removed)} entries, {freed / 2**20:.1f} MB "
+              f"(unmodified for {args.older_than:g} days or more) in {cache_root() / args.part}")
+        return
+    print(f"faceres cache: {cache_root()} ($FACERES_CACHE)")
+    for row in cache_usage():
+        age = "" if row["newest_days"] is None else f", newest {row['newest_days']:.1f} days old"
+        print(f"  {row['part']:<10} {row['bytes'] / 2**20:9.1f} MB  {row['entries']:5d} entries{age}: {row['meaning']}")
+
+
 def _cmd_restore_arm(args: argparse.Namespace) -> None:
     from faceres.pipeline import restore
 
@@ -178,6 +245,8 @@ def _stage_parser(sub, name: str, help: str, *, tasks: bool = False) -> argparse
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="faceres", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more detail (debug messages)")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("config", help="validate params.yaml and print the effective parameters")
@@ -223,6 +292,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--degraded", default="data/degraded/bfr/test", help="the inputs it restored (default: %(default)s)")
     p.add_argument("--out", default=None, help="output folder (default: data/external/METHOD)")
     p.set_defaults(func=_cmd_import_external)
+
+    p = sub.add_parser("questionnaire", help="the human study's page (Table 8's Preference) and its answer key",
+                       description="One self-contained HTML page: per example the degraded input, the ground truth "
+                                   "and each method's restoration in a random order; raters click the best and "
+                                   "export a votes CSV (faceres votes aggregates them).",
+                       epilog="example: faceres questionnaire --examples 30 --out study.html --key study-key.csv")
+    add_params_arguments(p)
+    p.add_argument("--method", action="append", default=[], metavar="NAME=FOLDER",
+                   help="a method and its restorations (repeatable; default: Ours and the provided external methods)")
+    p.add_argument("--examples", type=int, default=20, help="test images on the page (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="which examples, and each one's order of the methods")
+    p.add_argument("--input", default="data/degraded/bfr/test", help="degraded inputs (default: %(default)s)")
+    p.add_argument("--gt", default="data/prepared/images/test", help="ground truth (default: %(default)s)")
+    p.add_argument("--restored", default="data/restored", help="the pipeline's restorations (default: %(default)s)")
+    p.add_argument("--out", required=True, help="the page (HTML) to send to raters")
+    p.add_argument("--key", required=True, help="the answer key (CSV): which label is which method")
+    p.set_defaults(func=_cmd_questionnaire)
+
+    p = sub.add_parser("votes", help="Preference (%%) per method with 95%% Wilson intervals from raters' votes CSVs",
+                       epilog="example: faceres votes votes-*.csv --key study-key.csv; or list the files in "
+                              "params.yaml report.votes for Table 8")
+    p.add_argument("votes", nargs="+", help="votes CSVs exported from the questionnaire page")
+    p.add_argument("--key", required=True, help="the questionnaire's answer key")
+    p.add_argument("--out", default=None, help="also write the table as CSV")
+    p.set_defaults(func=_cmd_votes)
+
+    p = sub.add_parser("cache", help="list the caches ($FACERES_CACHE) and their sizes, or prune one",
+                       epilog="examples: faceres cache; faceres cache prune fid_stats --older-than 30 --dry-run")
+    p.add_argument("action", nargs="?", choices=["list", "prune"], default="list")
+    p.add_argument("part", nargs="?", default=None, help="with prune: runs or fid_stats")
+    p.add_argument("--older-than", type=float, default=0.0, metavar="DAYS",
+                   help="with prune: only entries unmodified for DAYS (default: all)")
+    p.add_argument("--dry-run", action="store_true", help="with prune: list what would go, remove nothing")
+    p.set_defaults(func=_cmd_cache)
 
     p = _stage_parser(sub, "restore-arm", "restore the degraded test sets with a trained arm (pipeline stage)", tasks=True)
     p.add_argument("arm")
@@ -291,8 +394,17 @@ def build_parser() -> argparse.ArgumentParser:
 @user_errors_exit
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verbose or args.quiet:
+        from faceres.console import VERBOSITY_ENV, configure_logging
+
+        os.environ[VERBOSITY_ENV] = str(args.verbose - args.quiet)  # torchrun's children read it too
+        configure_logging(args.verbose - args.quiet)
     if getattr(args, "command", None) == "train" and args.out is None:
         args.out = f"models/{args.arm}"
+    if getattr(args, "command", None) == "cache" and args.action == "prune" and args.part is None:
+        from faceres.errors import ConfigError
+
+        raise ConfigError("faceres cache prune: name the part to prune: runs or fid_stats")
     if getattr(args, "command", None) == "eval" and args.k is None:
         args.k = [1, 2, 3, 4]
     args.func(args)

@@ -39,10 +39,14 @@ class TrackingError(FaceresError):
 
 
 def user_errors_exit(main: Callable[..., int | None]) -> Callable[..., int]:
-    """Turn FaceresError into `error: <one line>` on stderr and exit status 2 (no traceback)."""
+    """Turn FaceresError into `error: <one line>` on stderr and exit status 2 (no traceback); the entry point
+    of every stage and of the CLI, so it also sets up the console messages (faceres.console)."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs) -> int:
+        from faceres.console import configure_logging
+
+        configure_logging()
         try:
             return main(*args, **kwargs) or 0
         except FaceresError as exc:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -203,3 +204,41 @@ def test_questionnaire_in_chromium(study, browser, tmp_path):
         time.sleep(0.1)
     assert downloaded.is_file(), "the Export button did not download votes-r2.csv"
     assert downloaded.read_text() == votes_files[1].read_text()
+
+
+def test_the_questionnaire_and_votes_commands(study, tmp_path, capsys):
+    from faceres.cli import main
+
+    page, key_csv = tmp_path / "cli" / "page.html", tmp_path / "cli" / "key.csv"
+    methods = [f"--method={m}={study['dirs'][m]}" for m in METHODS[2:]]
+    assert main(["questionnaire", *methods, "--examples", "3", "--input", str(study["input"]), "--gt",
+                 str(study["gt"]), "--out", str(page), "--key", str(key_csv)]) == 0
+    key = read_key(key_csv)
+    assert len(key) == 3 and set(key) < set(EXAMPLES)
+    assert all(sorted(labels.values()) == sorted(METHODS[2:]) for labels in key.values())
+    # One rater picks meth_ours_x on every example: 3 of 3 votes, Wilson interval by hand
+    label_of = {example: {m: lab for lab, m in labels.items()} for example, labels in key.items()}
+    votes = tmp_path / "votes-r1.csv"
+    votes.write_text("rater,example,choice_label\n" + "".join(
+        f"r1,{example},{label_of[example]['meth_ours_x']}\n" for example in key))
+    capsys.readouterr()
+    assert main(["votes", str(votes), "--key", str(key_csv), "--out", str(tmp_path / "pref.csv")]) == 0
+    shown = capsys.readouterr().out
+    assert "meth_ours_x" in shown and "meth_gpen_x" in shown
+    table = {row["method"]: row for row in pd.read_csv(tmp_path / "pref.csv").to_dict("records")}
+    assert table["meth_ours_x"]["preference_pct"] == pytest.approx(100.0)
+    n, z = 3, Z95
+    low = (1 + z * z / (2 * n) - z * math.sqrt(z * z / (4 * n * n))) / (1 + z * z / n)  # Wilson, p = 1
+    assert table["meth_ours_x"]["ci_low_pct"] == pytest.approx(100 * low, abs=0.05)
+    assert table["meth_gpen_x"]["preference_pct"] == 0 and table["meth_gpen_x"]["votes"] == 0
+
+
+def test_the_questionnaire_command_needs_two_methods(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "faceres.cli", "questionnaire", "--method", "ours", "--out",
+                             "p.html", "--key", "k.csv"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --method 'ours': allowed: NAME=FOLDER (e.g. --method " \
+                                    "ours=data/restored/main/bfr/seed0)"

@@ -73,8 +73,7 @@ def frechet_distance(a: GaussianStats, b: GaussianStats) -> float:
     if n < MIN_RELIABLE_FID_IMAGES:
         message = (f"FID computed from {n} images, fewer than {MIN_RELIABLE_FID_IMAGES}: the covariance is singular "
                    "and the FID is biased upwards; compare it only with FIDs of equally many images")
-        warnings.warn(message, UnreliableMetricWarning, stacklevel=2)
-        log.warning(message)
+        warnings.warn(message, UnreliableMetricWarning, stacklevel=2)  # Python shows it once per place: not logged too
     sigma_a, sigma_b = np.asarray(a.sigma, np.float64), np.asarray(b.sigma, np.float64)
     if not (np.isfinite(sigma_a).all() and np.isfinite(sigma_b).all()):
         raise DataError("FID could not be computed: non-finite covariance (degenerate activations?)")

@@ -8,6 +8,7 @@ resolution), for SR tasks also ``<split>_lr/<image_id>.png`` (the low-resolution
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ from faceres.imageio import read_rgb, write_png
 from faceres.pipeline import stage_args
 from faceres.pipeline.layout import MANIFEST, Layout
 from faceres.pipeline.tracking import log_outputs, maybe_tracked
+
+log = logging.getLogger(__name__)
 
 BATCH = 32
 
@@ -137,7 +140,7 @@ def run(config: Config, task: str, data_dir: Path, out_dir: Path, track: bool = 
         seconds = time.perf_counter() - start
         metrics = {"images": len(manifest), "seconds": seconds, "images_per_s": len(manifest) / max(seconds, 1e-9)}
         log_outputs(mlflow_run, metrics, [out_dir / MANIFEST])
-        print(f"degrade {task}: {len(manifest)} images in {seconds:.1f} s -> {out_dir}")
+        log.info(f"degrade {task}: {len(manifest)} images in {seconds:.1f} s -> {out_dir}")
 
 
 @user_errors_exit

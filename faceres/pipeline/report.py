@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Sequence
@@ -16,6 +17,8 @@ from faceres.pipeline.design import COMPARISON, FIGURE8, restored_seed_dir
 from faceres.pipeline.layout import METRICS_SUMMARY, Layout, ground_truth_dir
 from faceres.pipeline.tracking import git_commit, maybe_tracked
 from faceres.results import summary_metrics
+
+log = logging.getLogger(__name__)
 
 
 def _qualitative_figures(config: Config, data_dir: Path, degraded_root: Path, restored_root: Path) -> list:
@@ -109,7 +112,7 @@ def run(config: Config, metrics_root: Path, data_dir: Path, degraded_root: Path,
                  for task, numbers in by_task.items() for name, value in numbers.items()},
                 [(paths["html"], None), (paths["summary"], None)],
             )
-        print(f"report: {paths['md']} and {paths['html']}")
+        log.info(f"report: {paths['md']} and {paths['html']}")
         return paths
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -14,6 +15,8 @@ from faceres.pipeline import status
 from faceres.pipeline.design import method_and_tasks, method_run
 from faceres.pipeline.layout import Layout
 from faceres.pipeline.tracking import log_outputs, maybe_tracked
+
+log = logging.getLogger(__name__)
 
 
 def run(config: Config, arm_name: str, model_dir: Path, degraded: Path, out_dir: Path, tasks: list[str],
@@ -29,7 +32,7 @@ def run(config: Config, arm_name: str, model_dir: Path, degraded: Path, out_dir:
     reason = status.training_not_run_reason(model_dir)
     if reason is not None:
         status.write_restore_status(out_dir, status.NOT_RUN, reason=reason)
-        print(f"restore {arm_name}: not run ({reason})")
+        log.info(f"restore {arm_name}: not run ({reason})")
         return
     run_config, run_params = method_run(config, arm_name)
     with maybe_tracked(config, "restore", track, run_name=f"restore-{arm_name}", extra_params=run_params,
@@ -39,12 +42,12 @@ def run(config: Config, arm_name: str, model_dir: Path, degraded: Path, out_dir:
         count = 0
         for task in tasks:
             inputs = degraded / task / "test"
-            restore_with_seeds(generator, inputs, out_dir / task, config.restore.noise_seeds, progress=False)
+            restore_with_seeds(generator, inputs, out_dir / task, config.restore.noise_seeds, progress=True)
             count += len(list(inputs.glob("*.png"))) * config.restore.noise_seeds
         seconds = time.perf_counter() - start
         status.write_restore_status(out_dir, status.OK, tasks=tasks)
         log_outputs(mlflow_run, {"images": count, "seconds": seconds})
-        print(f"restore {arm_name}: {count} restorations ({', '.join(tasks)}; {config.restore.noise_seeds} noise seeds) "
+        log.info(f"restore {arm_name}: {count} restorations ({', '.join(tasks)}; {config.restore.noise_seeds} noise seeds) "
               f"in {seconds:.1f} s -> {out_dir}")
 
 

@@ -9,6 +9,7 @@ impossible at this resolution is recorded as not run (faceres.pipeline.status).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Sequence
 
@@ -18,6 +19,8 @@ from faceres.pipeline import stage_args, status
 from faceres.pipeline.design import arm_config, arm_params
 from faceres.pipeline.layout import MANIFEST, Layout
 from faceres.pipeline.tracking import StageRun, maybe_tracked
+
+log = logging.getLogger(__name__)
 
 
 def log_training_data(run: StageRun, data_dir: Path) -> None:
@@ -51,7 +54,7 @@ def train(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: b
     arm = find_arm(config, arm_name)
     reason = arm.not_runnable_reason(config.resolution)
     if reason is not None:
-        print(f"train {arm_name}: not run: {reason}")
+        log.info(f"train {arm_name}: not run: {reason}")
         return status.write_training_not_run(out_dir, dataclasses.asdict(arm), reason)
     ctx = init_distributed(use_cuda=config.scale.gpus > 0)  # gpus: 0 trains on the CPU even where CUDA exists
     try:
@@ -77,7 +80,7 @@ def train(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: b
             if run is not None and summary:
                 record_trained(run, arm_name, summary, out_dir)
         if ctx.is_main and summary:
-            print(
+            log.info(
                 f"train {arm_name}: {summary['steps']} steps, {summary['images']} images in {summary['seconds']:.0f} s "
                 f"({summary['images_per_s']:.1f} img/s) -> {out_dir}"
             )

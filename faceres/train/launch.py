@@ -8,6 +8,7 @@ unless it already runs under torchrun. Multi-node: set FACERES_TORCHRUN_ARGS on 
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import sys
@@ -15,6 +16,8 @@ import sys
 from faceres.config import Config
 from faceres.devices import check_gpus
 from faceres.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 TORCHRUN_ARGS_ENV = "FACERES_TORCHRUN_ARGS"
 
@@ -58,6 +61,6 @@ def relaunch_under_torchrun(config: Config, cli_args: list[str]) -> bool:
     command = torchrun_command(config, cli_args)
     if command is None:
         return False
-    print("train: launching", " ".join(shlex.quote(c) for c in command), flush=True)
+    log.info("train: launching %s", " ".join(shlex.quote(c) for c in command))
     os.execv(command[0], command)
     return True  # not reached

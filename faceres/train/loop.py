@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import logging
 import math
 import shutil
 import time
@@ -70,6 +71,8 @@ from faceres.train.runcache import (
     run_directory,
     run_key,
 )
+
+log = logging.getLogger(__name__)
 
 
 
@@ -399,7 +402,7 @@ def _resume(trainer: Trainer, checkpoint: Path, key: str) -> None:
         raise TrainingError(f"{checkpoint}: checkpoint of another run; delete it to start over")
     trainer.load_state(state)
     if trainer.ctx.is_main:
-        print(f"train {trainer.arm.name}: resuming from step {trainer.step} of {trainer.total_steps} ({checkpoint})")
+        log.info(f"train {trainer.arm.name}: resuming from step {trainer.step} of {trainer.total_steps} ({checkpoint})")
 
 
 def _publish(trainer: Trainer, key: str, final_dir: Path, out_dir: Path, checkpoint: Path) -> dict:

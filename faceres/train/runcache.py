@@ -8,6 +8,7 @@ earlier experiment, a job on another node), and an interrupted one resumes from 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from faceres.models import ModelConfig
 from faceres.paths import cache_root
 from faceres.train.checkpoint import SUMMARY_FILE, fingerprint
 from faceres.train.data import FaceImages
+
+log = logging.getLogger(__name__)
 
 
 def model_config(config: Config, arm: Arm) -> ModelConfig:
@@ -65,7 +68,7 @@ def reuse_finished_run(arm: Arm, key: str, out_dir: Path) -> dict:
     shutil.rmtree(out_dir, ignore_errors=True)
     shutil.copytree(final_dir, out_dir)
     summary = json.loads((out_dir / SUMMARY_FILE).read_text())
-    print(f"train {arm.name}: identical run {key} already trained; reused its result")
+    log.info(f"train {arm.name}: identical run {key} already trained; reused its result")
     return summary | {"reused": True}
 
 
