@@ -80,7 +80,15 @@ def _cmd_restore(args: argparse.Namespace) -> None:
     from faceres.restore import restore_folder, restore_with_seeds
 
     generator = load_generator(args.generator, device="cuda" if args.cuda else "cpu")
-    if args.noise_seeds:
+    if not args.aligned:
+        from faceres.photos import alignment_template, load_face_detector, restore_photos
+
+        detector = load_face_detector()
+        template = alignment_template(args.aligned_like, detector)
+        for note in restore_photos(args.input, args.out, generator, template, detector, strict=args.strict):
+            print(f"restore: {note}")
+        print(f"restore: -> {args.out} (whole photos) and {Path(args.out) / 'faces'} (aligned crops, in and out)")
+    elif args.noise_seeds:
         folders = restore_with_seeds(generator, args.input, args.out, args.noise_seeds, batch_size=args.batch)
         print(f"restore: {len(folders)} noise seeds -> {args.out}/seed*/")
     else:
@@ -270,12 +278,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output directory (default: models/ARM)")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("restore", help="restore a folder of aligned face images with a trained generator")
+    p = sub.add_parser(
+        "restore", help="restore the faces of your photos (or, --aligned, a folder of aligned faces)",
+        description="Detect every face (dlib), align it as the training faces were aligned, restore it at the "
+                    "generator's resolution and paste it back with a soft mask; writes OUT/<name>.png and the "
+                    "crops under OUT/faces/. A photo without a face is passed through unchanged, with a note.",
+        epilog="example: faceres restore --generator models/main/generator.pt --input photo.jpg --out restored")
     p.add_argument("--generator", required=True, help="generator.pt written by the train stage")
-    p.add_argument("--input", required=True, help="folder of degraded images at the generator's resolution")
-    p.add_argument("--out", required=True, help="output folder (same file names, PNG)")
-    p.add_argument("--noise-seeds", type=int, default=0, help="N > 0: N stochastic samples per input in seed*/")
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--input", required=True, help="a photo or a folder of photos (any mode and bit depth)")
+    p.add_argument("--out", required=True, help="output folder (PNG, same names)")
+    p.add_argument("--aligned", action="store_true",
+                   help="the inputs are aligned faces at the generator's resolution: restore them as they are")
+    p.add_argument("--aligned-like", default="data/prepared/images/train",
+                   help="aligned faces of the kind the model was trained on, to align photos like them "
+                        "(default: %(default)s)")
+    p.add_argument("--strict", action="store_true", help="a photo without a face is an error, not passed through")
+    p.add_argument("--noise-seeds", type=int, default=0, help="with --aligned: N > 0 stochastic samples in seed*/")
+    p.add_argument("--batch", type=int, default=16, help="with --aligned: images per forward pass")
     p.add_argument("--cuda", action="store_true", help="run on the GPU")
     p.set_defaults(func=_cmd_restore)
 

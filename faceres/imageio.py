@@ -78,7 +78,11 @@ def read_rgb(path: str | Path, *, convert: bool = False) -> np.ndarray:
             with Image.open(path) as image:
                 mode = image.mode
                 bits = _bits_per_sample(image)
-                if convert and (mode != "RGB" or bits != 8):
+                if convert and mode.startswith("I;16"):
+                    # PIL's convert("RGB") clips 16-bit grey at 255 (a white image): scale to 8 bits instead
+                    grey = (np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8)
+                    array = np.repeat(grey[..., None], 3, axis=2)
+                elif convert and (mode != "RGB" or bits != 8):
                     array = np.array(image.convert("RGB"), dtype=np.uint8)
                 else:
                     if mode != "RGB":

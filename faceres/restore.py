@@ -34,6 +34,25 @@ def _load_batch(files: list[Path], resolution: int) -> torch.Tensor:
 
 
 @torch.no_grad()
+def restore_pixels(generator: Generator, images: torch.Tensor, noise_seed: int | None = None,
+                   names: list[str] | None = None) -> np.ndarray:
+    """N x 3 x R x R uint8 (host) -> N x R x R x 3 uint8 restorations, one forward pass on the generator's
+    device; `noise_seed` None = constant noise, else one noise stream per image keyed by (seed, its name)."""
+    assert images.dtype == torch.uint8 and images.ndim == 4 and images.shape[1] == 3, (images.dtype, images.shape)
+    device = next(generator.parameters()).device
+    inputs = images.to(device=device, dtype=torch.float32) / 127.5 - 1
+    if noise_seed is None:
+        outputs = generator(inputs, noise_mode="const")
+    else:
+        # One noise stream per image, keyed by (seed, file name): an image's sample does not depend on its
+        # batch neighbours, and the batch is still one forward pass.
+        assert names is not None and len(names) == len(images)
+        keys = host_tensor([key_of("restore", noise_seed, name) for name in names], device)
+        outputs = generator(inputs, noise_mode="random", noise_keys=keys)
+    return ((outputs.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+@torch.no_grad()
 def restore_folder(
     generator: Generator,
     input_dir: str | Path,
@@ -46,7 +65,6 @@ def restore_folder(
     """Restore every image of `input_dir` into `out_dir/<stem>.png`; noise_seed None = constant noise."""
     files = list_images(input_dir)
     out_dir = Path(out_dir)
-    device = next(generator.parameters()).device
     resolution = generator.arch.resolution
     written = []
     batches = range(0, len(files), batch_size)
@@ -56,15 +74,7 @@ def restore_folder(
         batches = tqdm(batches, desc=f"restore -> {out_dir}", unit="batch", leave=False)
     for start in batches:
         chunk = files[start : start + batch_size]
-        inputs = _load_batch(chunk, resolution).to(device=device, dtype=torch.float32) / 127.5 - 1
-        if noise_seed is None:
-            outputs = generator(inputs, noise_mode="const")
-        else:
-            # One noise stream per image, keyed by (seed, file name): an image's sample does not depend on its
-            # batch neighbours, and the batch is still one forward pass.
-            keys = host_tensor([key_of("restore", noise_seed, f.name) for f in chunk], device)
-            outputs = generator(inputs, noise_mode="random", noise_keys=keys)
-        pixels = ((outputs.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        pixels = restore_pixels(generator, _load_batch(chunk, resolution), noise_seed, [f.name for f in chunk])
         for file, image in zip(chunk, pixels):
             target = out_dir / f"{file.stem}.png"
             write_png(target, image)

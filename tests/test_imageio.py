@@ -75,3 +75,14 @@ def test_listing_is_sorted_and_filters_non_images(tmp_path, rgb):
         Image.fromarray(rgb).save(tmp_path / name)
     (tmp_path / "notes.txt").write_text("x")
     assert [p.name for p in list_images(tmp_path)] == ["a.jpg", "b.png"]
+
+
+def test_converting_reads_16bit_grey_by_its_high_byte_and_grey_as_three_equal_channels(tmp_path):
+    values = np.array([[0, 255, 256, 65535], [1000, 30000, 40000, 512]], np.uint16)
+    Image.fromarray(values).save(tmp_path / "grey16.png")
+    assert Image.open(tmp_path / "grey16.png").mode.startswith("I;16")
+    array = read_rgb(tmp_path / "grey16.png", convert=True)
+    expected = (values // 256).astype(np.uint8)  # by hand: 65535 -> 255, 30000 -> 117, 256 -> 1
+    assert array.shape == (2, 4, 3) and (array == expected[..., None]).all()
+    Image.fromarray(expected, mode="L").save(tmp_path / "grey8.png")
+    assert (read_rgb(tmp_path / "grey8.png", convert=True) == expected[..., None]).all()

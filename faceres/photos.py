@@ -1,0 +1,179 @@
+"""Restoring the faces of any photo: detect, align each face as the training faces were, restore, paste back.
+
+1. Read: any mode and bit depth (grey, palette, alpha, 16-bit) becomes 8-bit RGB, with a note.
+2. Detect: dlib's HOG frontal detector (upsampling the photo once, twice for small photos) and its 5-point
+   landmark model, shipped with the identity network (faceres.weights ``dlib_landmarks``).
+3. Align: the similarity transform that takes the 5 landmarks to where they sit in the training faces
+   (:func:`alignment_template`, measured on aligned faces of the kind the model was trained on: the prepared
+   faces by default), so an FFHQ-aligned model and a CelebA-aligned one each get their own crop.
+   A face larger than the crop is cut at an integer multiple of the crop size and box-averaged down.
+4. Restore: all crops of a photo in one batch at the generator's resolution (faceres.restore.restore_pixels).
+5. Paste back: the restored crop and a soft mask (1 inside, 0 within 1/16 of the crop's edge, blurred) warped
+   back with the inverse transform and alpha-blended into the photo.
+
+A photo without a detected face is passed through unchanged, with a note (``strict``: an error instead).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from faceres.errors import DataError
+from faceres.imageio import list_images, read_rgb, write_png
+from faceres.models import Generator
+from faceres.restore import restore_pixels
+
+log = logging.getLogger(__name__)
+
+TEMPLATE_FACES = 100  # aligned faces measured for the template
+MIN_TEMPLATE_FACES = 5
+DETECT_SIZE = 256  # aligned faces are upsampled to this before detection (HOG needs faces of ~80 px)
+
+
+@dataclass(frozen=True)
+class FaceDetector:
+    """dlib's detector and 5-point landmark model: (photo) -> one 5 x 2 array (x, y) per face, largest first."""
+
+    landmark_model: Path
+
+    def __post_init__(self):
+        import dlib
+
+        object.__setattr__(self, "_dlib", dlib)
+        object.__setattr__(self, "_detector", dlib.get_frontal_face_detector())
+        object.__setattr__(self, "_predictor", dlib.shape_predictor(str(self.landmark_model)))
+
+    def __call__(self, image: np.ndarray, upsample: int = 1) -> list[np.ndarray]:
+        image = np.ascontiguousarray(image)
+        boxes = sorted(self._detector(image, upsample), key=lambda b: -b.area())
+        return [np.array([[p.x, p.y] for p in self._predictor(image, box).parts()], dtype=np.float64) for box in boxes]
+
+
+def load_face_detector() -> FaceDetector:
+    from faceres.weights import verified_file
+
+    path, _ = verified_file("dlib_landmarks")
+    return FaceDetector(Path(path))
+
+
+def alignment_template(aligned_faces: str | Path, detector: FaceDetector, count: int = TEMPLATE_FACES) -> np.ndarray:
+    """5 x 2: the mean position of each landmark in aligned faces (as fractions of the image side), from up to
+    `count` faces of the folder (evenly spread over it) in which one face is found."""
+    from PIL import Image
+
+    files = list_images(aligned_faces)
+    files = files[:: max(1, len(files) // count)][:count]
+    found = []
+    for file in files:
+        face = read_rgb(file, convert=True)
+        if face.shape[0] != face.shape[1]:
+            raise DataError(f"{file}: {face.shape[1]}x{face.shape[0]} px; allowed: square aligned faces")
+        big = np.asarray(Image.fromarray(face).resize((DETECT_SIZE, DETECT_SIZE), Image.Resampling.BICUBIC))
+        landmarks = detector(big, upsample=0)
+        if len(landmarks) == 1:
+            found.append(landmarks[0] / DETECT_SIZE)
+    if len(found) < MIN_TEMPLATE_FACES:
+        raise DataError(f"{aligned_faces}: a face was found in {len(found)} of {len(files)} images; allowed: a "
+                        f"folder of aligned faces (at least {MIN_TEMPLATE_FACES} detectable) to align photos like")
+    return np.mean(found, axis=0)
+
+
+@dataclass
+class RestoredPhoto:
+    image: np.ndarray  # H x W x 3 uint8: the photo with its faces restored (unchanged when none was found)
+    faces_in: list[np.ndarray]  # the aligned crops given to the generator
+    faces_out: list[np.ndarray]  # their restorations
+    notes: list[str]
+
+
+def _transform(landmarks: np.ndarray, template: np.ndarray, size: float):
+    """The similarity transform photo -> crop taking the landmarks to the template at crop side `size`."""
+    from skimage.transform import SimilarityTransform
+
+    transform = SimilarityTransform.from_estimate(landmarks, template * size)
+    if not transform:  # skimage returns a falsy failure object for degenerate points
+        raise DataError(f"face alignment failed: degenerate landmarks {landmarks.tolist()}")
+    return transform
+
+
+def _crop(photo: np.ndarray, landmarks: np.ndarray, template: np.ndarray, resolution: int):
+    """(crop R x R x 3 uint8, the photo -> crop transform at resolution R)."""
+    from skimage.transform import warp
+
+    transform = _transform(landmarks, template, resolution)
+    factor = max(1, math.ceil(1 / transform.scale))  # a face larger than the crop: cut larger, then average down
+    fine = _transform(landmarks, template, resolution * factor)
+    crop = warp(photo, fine.inverse, output_shape=(resolution * factor,) * 2, order=1, mode="edge",
+                preserve_range=True)
+    crop = crop.reshape(resolution, factor, resolution, factor, 3).mean(axis=(1, 3))
+    return np.clip(np.rint(crop), 0, 255).astype(np.uint8), transform
+
+
+def _soft_mask(resolution: int) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter
+
+    mask = np.zeros((resolution, resolution), np.float64)
+    border = max(1, resolution // 16)
+    mask[border:-border, border:-border] = 1.0
+    return gaussian_filter(mask, sigma=border / 2)
+
+
+def restore_photo(photo: np.ndarray, generator: Generator, detector: FaceDetector, template: np.ndarray,
+                  strict: bool = False, name: str = "photo") -> RestoredPhoto:
+    """Every detected face of `photo` (H x W x 3 uint8) restored and pasted back (module docstring)."""
+    from skimage.transform import warp
+
+    resolution = generator.arch.resolution
+    faces = detector(photo, upsample=2 if max(photo.shape[:2]) < 400 else 1)
+    if not faces:
+        if strict:
+            raise DataError(f"{name}: no face found; allowed: photos with at least one frontal face "
+                            "(drop --strict to pass such photos through unchanged)")
+        return RestoredPhoto(photo.copy(), [], [], [f"{name}: no face found; passed through unchanged"])
+    crops, transforms = zip(*(_crop(photo, landmarks, template, resolution) for landmarks in faces))
+    restored = restore_pixels(generator, torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous())
+    mask = _soft_mask(resolution)
+    out = photo.astype(np.float64)
+    for face, transform in zip(restored, transforms):
+        shape = photo.shape[:2]
+        pasted = warp(face.astype(np.float64), transform, output_shape=shape, order=1, preserve_range=True)
+        alpha = warp(mask, transform, output_shape=shape, order=1, preserve_range=True)[..., None]
+        out = out * (1 - alpha) + pasted * alpha
+    return RestoredPhoto(np.clip(np.rint(out), 0, 255).astype(np.uint8), list(crops), list(restored),
+                         [f"{name}: {len(faces)} face(s) restored"])
+
+
+def read_photo(path: Path) -> tuple[np.ndarray, str | None]:
+    """The photo as 8-bit RGB, and a note when it had to be converted (grey, palette, alpha, 16-bit)."""
+    try:
+        return read_rgb(path), None
+    except DataError:
+        pass
+    pixels = read_rgb(path, convert=True)  # a corrupt file raises again, with its own message
+    return pixels, f"{path}: converted to 8-bit RGB"
+
+
+def restore_photos(inputs: str | Path, out_dir: str | Path, generator: Generator, template: np.ndarray,
+                   detector: FaceDetector, strict: bool = False) -> list[str]:
+    """`inputs` (a photo or a folder of them) -> out_dir/<name>.png (the whole photo) and
+    out_dir/faces/<name>_<k>_{input,restored}.png; returns the notes (one line per photo)."""
+    inputs, out_dir = Path(inputs), Path(out_dir)
+    files = [inputs] if inputs.is_file() else list_images(inputs)
+    notes = []
+    for file in files:
+        photo, note = read_photo(file)
+        if note:
+            notes.append(note)
+        result = restore_photo(photo, generator, detector, template, strict=strict, name=str(file))
+        write_png(out_dir / f"{file.stem}.png", result.image)
+        for k, (face_in, face_out) in enumerate(zip(result.faces_in, result.faces_out)):
+            write_png(out_dir / "faces" / f"{file.stem}_{k}_input.png", face_in)
+            write_png(out_dir / "faces" / f"{file.stem}_{k}_restored.png", face_out)
+        notes += result.notes
+    return notes
