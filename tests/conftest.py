@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import shutil
+
 import pytest
 import yaml
 
@@ -48,3 +50,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Longest module first: under `make test` (pytest-xdist, --dist loadfile, 2 workers) the DVC experiment
     module, ~10 min on one worker, starts at once while the other worker takes every other file."""
     items.sort(key=lambda item: item.path.name != "test_experiments.py")  # stable: the rest keep their order
+
+
+# --- a real browser (the human-study page, the report) -----------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """Headless Chromium (selenium), downloads into tmp_path/downloads; skipped where Chromium is absent."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (pip install selenium)")
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("Chromium or chromedriver not installed (Debian: apt-get install chromium chromium-driver)")
+    from selenium.webdriver.chrome.service import Service
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                 f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    driver.set_window_size(1280, 900)
+    driver.downloads = downloads
+    yield driver
+    driver.quit()

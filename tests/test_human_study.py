@@ -6,7 +6,6 @@ import base64
 import io
 import math
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -138,34 +137,6 @@ def test_bad_votes_give_one_line_errors(tmp_path, votes, expected):
 
 
 # --- the page in a real browser -------------------------------------------------------------------------------
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-
-
-@pytest.fixture
-def browser(tmp_path):
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (pip install selenium)")
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("Chromium or chromedriver not installed (Debian: apt-get install chromium chromium-driver)")
-    from selenium.webdriver.chrome.service import Service
-
-    downloads = tmp_path / "downloads"
-    downloads.mkdir()
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                 f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(flag)
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                              "download.prompt_for_download": False})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    driver.set_window_size(1280, 900)
-    driver.downloads = downloads
-    yield driver
-    driver.quit()
-
 
 def test_questionnaire_in_chromium(study, browser, tmp_path):
     from selenium.webdriver.common.by import By

@@ -539,3 +539,25 @@ def test_metrics_document_round_trip_and_the_evaluate_stage_writer():
     assert list(document) == ["method", "task", "n_images", "profile", "data_source", "identity_backbone",
                               "noise_seeds", "metrics"]
     assert parse_metrics(document).manifold_value("irecall", "identity", 2) == 0.75
+
+
+def test_the_report_page_renders_in_chromium_with_every_table_and_figure(metrics_root, tmp_path, browser):
+    from selenium.webdriver.common.by import By
+
+    paths = build_report(
+        tmp_path / "report", metrics_root=metrics_root, run_info=RunInfo(profile="cpu", data_source="synthetic"),
+        skips_arms=SKIPS_ARMS, aug_arms=AUG_ARMS, alpha_arms=ALPHA_ARMS, comparison=COMPARISON,
+        figure8_methods=FIGURE8,
+    )
+    browser.get(paths["html"].as_uri())
+    text = browser.find_element(By.TAG_NAME, "body").text
+    for title in ("Table 6", "Table 7", "Table 8", "Figure 8"):
+        assert title in text, title
+    assert len(browser.find_elements(By.TAG_NAME, "table")) >= 4
+    images = browser.find_elements(By.TAG_NAME, "img")
+    assert len(images) == 2  # Figure 8 and the alpha trade-off, inlined
+    # every image decoded (a broken data URI has naturalWidth 0) and shown at a readable size
+    for image in images:
+        assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image) > 300
+    # the skips table's 4-skip row shows the fixture's PSNR, as the Markdown does
+    assert "24.10" in text
