@@ -95,6 +95,20 @@ def test_noop_repro_runs_no_stage(project):
     print(f"\nno-op dvc repro: {noop.seconds:.1f} s")
 
 
+def test_dvc_plots_show_every_arm_and_every_evaluated_method_without_errors(project):
+    repo, env = project
+    out = run_dvc(["plots", "show", "--json"], repo, env).check().output
+    shown = json.loads(out[out.index("{"):])
+    assert not shown.get("errors"), shown.get("errors")
+    data = shown["data"]
+    curves = data["training_l1"][0]["content"]["data"]["values"]
+    assert {row["method"] for row in curves} == {"main", "skips0", "noaug"}  # one line per arm
+    figure8 = data["figure8_iprecision"][0]["content"]["data"]["values"]
+    assert {row["method"] for row in figure8} == {"DEG*", "Ours"}  # gfpgan was not provided
+    images = [name for name, plots in data.items() if plots and plots[0]["type"] == "image"]
+    assert "reports/figures/figure8.png" in images and "reports/figures/training_curves.png" in images
+
+
 def test_exp_run_with_new_skips_reruns_only_the_main_models_chain(project):
     repo, env = project
     experiment = run_dvc(["exp", "run", "-n", "skips1", "-S", "skips=1"], repo, env).check()

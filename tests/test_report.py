@@ -389,6 +389,28 @@ def test_figure8_plot_data_files(runs, tmp_path):
     assert records[0] == {"method": "DFDNet", "k": 1, "iprecision": None, "irecall": None}
 
 
+def test_training_curves_of_every_arm_in_one_long_table_and_one_figure(tmp_path):
+    from faceres.report.figures import training_curves, training_figure
+
+    (tmp_path / "main.csv").write_text("step,g_l1,g_adversarial,d_loss\n10,0.30,0.9,1.2\n20,0.25,0.8,1.1\n")
+    (tmp_path / "skips0.csv").write_text("step,g_adversarial,g_l1,d_loss\n10,1.0,0.40,1.3\n")  # other column order
+    data = training_curves({"main": tmp_path / "main.csv", "skips0": tmp_path / "skips0.csv",
+                            "skips6": tmp_path / "absent.csv"})  # an arm not run has no curve: left out
+    assert list(data.columns) == ["method", "step", "d_loss", "g_adversarial", "g_l1"]
+    assert data.to_dict("records") == [
+        {"method": "main", "step": 10, "d_loss": 1.2, "g_adversarial": 0.9, "g_l1": 0.30},
+        {"method": "main", "step": 20, "d_loss": 1.1, "g_adversarial": 0.8, "g_l1": 0.25},
+        {"method": "skips0", "step": 10, "d_loss": 1.3, "g_adversarial": 1.0, "g_l1": 0.40},
+    ]
+    figure = training_figure(data)
+    panels = [ax for ax in figure.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["g_l1", "g_adversarial", "d_loss"]  # g_feature was not logged
+    assert [line.get_label() for line in panels[0].get_lines()] == ["main", "skips0"]
+    assert list(panels[0].get_lines()[0].get_ydata()) == [0.30, 0.25]
+    with pytest.raises(DataError, match="no arm has a curve.csv"):
+        training_figure(training_curves({"skips6": tmp_path / "absent.csv"}))
+
+
 def test_alpha_tradeoff_axes(runs, tmp_path):
     fig = alpha_tradeoff(runs, ALPHA_ARMS)
     ax_psnr, ax_fid = fig.axes
@@ -486,10 +508,11 @@ def test_build_report_end_to_end(metrics_root, tmp_path):
     for name in ("table6", "table7", "table8", "alpha"):
         for suffix in ("csv", "md", "tex"):
             assert (out / "tables" / f"{name}.{suffix}").is_file()
-    for stem in ("figure8", "alpha_tradeoff"):
-        assert_png_pdf({"png": out / "figures" / f"{stem}.png", "pdf": out / "figures" / f"{stem}.pdf"})
+    for stem in ("figure8", "alpha_tradeoff"):  # PNGs alone in figures/ (DVC image plots), PDFs in pdf/
+        assert_png_pdf({"png": out / "figures" / f"{stem}.png", "pdf": out / "pdf" / f"{stem}.pdf"})
+    assert {p.suffix for p in (out / "figures").iterdir()} == {".png"}
     assert (out / "plots" / "figure8_irecall.csv").is_file()
-    assert paths["html"].read_text().count("data:image/png;base64,") == 2
+    assert paths["html"].read_text().count("data:image/png;base64,") == 2  # no curves given: no curves figure
     assert re.search(r"\| no votes +\|", paths["md"].read_text())
     with pytest.raises(ConfigError, match="without the questionnaire's key_csv"):
         build_report(out, metrics_root=metrics_root, run_info=RunInfo(profile="cpu", data_source="synthetic"),

@@ -52,11 +52,12 @@ def _qualitative_figures(config: Config, data_dir: Path, degraded_root: Path, re
 
 
 def run(config: Config, metrics_root: Path, data_dir: Path, degraded_root: Path, restored_root: Path,
-        out_dir: Path, weights_record: Path, track: bool = True) -> dict:
+        out_dir: Path, weights_record: Path, track: bool = True, models_root: Path = Layout().models) -> dict:
     """Tables 6, 7, 8, the alpha table, Figure 8, the qualitative figures, report.md/html and summary.json (every
     evaluated method's headline numbers: the DVC metrics)."""
-    from faceres.arms import ablation_rows
+    from faceres.arms import ablation_rows, list_arms
     from faceres.report.build import build_report
+    from faceres.train.checkpoint import CURVE_FILE
     from faceres.report.document import RunInfo
 
     weights = ({w["name"]: w["sha256"] for w in json.loads(weights_record.read_text())}
@@ -94,6 +95,7 @@ def run(config: Config, metrics_root: Path, data_dir: Path, degraded_root: Path,
             votes_csvs=list(config.report.votes),
             key_csv=config.report.votes_key,
             qualitative=_qualitative_figures(config, data_dir, degraded_root, restored_root),
+            curves={arm.name: models_root / arm.name / CURVE_FILE for arm in list_arms(config)},
             psnr_spread=config.report.psnr_spread,
             ipr_k=config.report.ipr_k,
         )

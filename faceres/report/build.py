@@ -10,7 +10,15 @@ from matplotlib.figure import Figure
 
 from faceres.errors import ConfigError, DataError
 from faceres.report.document import ReportFigure, RunInfo, write_report
-from faceres.report.figures import alpha_tradeoff, figure8, figure8_data, save_figure, write_figure8_data
+from faceres.report.figures import (
+    alpha_tradeoff,
+    figure8,
+    figure8_data,
+    save_figure,
+    training_curves,
+    training_figure,
+    write_figure8_data,
+)
 from faceres.report.human_study import aggregate_votes
 from faceres.results import load_metrics_dir
 from faceres.report.tables import alpha_table, table6, table7, table8
@@ -29,12 +37,15 @@ def build_report(
     votes_csvs: Sequence[str | Path] = (),
     key_csv: str | Path | None = None,
     qualitative: Sequence[tuple[str, Figure, str]] = (),
+    curves: Mapping[str, str | Path] | None = None,
     psnr_spread: str = "seed_std",
     ipr_k: int = 1,
     task: str = "bfr",
 ) -> dict[str, Path]:
-    """Everything into ``out_dir``: ``tables/`` (csv, md, tex), ``figures/`` (png, pdf), ``plots/`` (Figure 8
-    data), ``report.md``, ``report.html``. Returns the report paths {"md", "html"}.
+    """Everything into ``out_dir``: ``tables/`` (csv, md, tex), ``figures/`` (PNG: also DVC image plots),
+    ``pdf/`` (the figures as PDF), ``plots/`` (Figure 8's and the training curves' data, long format: one row per
+    method and x), ``report.md``, ``report.html``. Returns the report paths {"md", "html"}.
+    ``curves``: {arm: its curve.csv} for the training-curves figure (arms without one are left out).
 
     ``metrics_root`` holds ``<method>/<task>.json``; the arms map table rows to method names. Votes files
     need ``key_csv``; without ``votes_csvs`` Table 8 says "no votes". ``qualitative``: (title, figure, caption) from
@@ -56,6 +67,8 @@ def build_report(
 
     figure8_table = figure8_data(runs, figure8_methods)
     write_figure8_data(figure8_table, out_dir / "plots")
+    curve_table = training_curves(curves or {})
+    curve_table.to_csv(out_dir / "plots" / "training_curves.csv", index=False, float_format="%.6g")
     makers = [
         ("Figure 8: iPrecision and iRecall (Inception features) vs neighbourhood size",
          lambda: figure8(figure8_table), "figure8",
@@ -63,6 +76,9 @@ def build_report(
         ("Alpha trade-off: PSNR and FID vs α", lambda: alpha_tradeoff(runs, alpha_arms), "alpha_tradeoff",
          "Appendix C.4 claims PSNR falls and FID improves (falls) as α grows; ρ = Spearman rank correlation."),
     ]
+    makers.append(("Training curves of every arm", lambda: training_figure(curve_table), "training_curves",
+                   "The generator's L1, VGG feature and adversarial losses and the discriminator's loss, logged every "
+                   "train.log_every steps (models/ARM/curve.csv)."))
     makers += [(title, (lambda f=fig: f), f"qualitative_{i}", caption) for i, (title, fig, caption) in enumerate(qualitative, 1)]
     figures = []
     for title, make, stem, caption in makers:
@@ -71,6 +87,6 @@ def build_report(
         except DataError as exc:
             figures.append(ReportFigure(title, None, missing=str(exc)))
             continue
-        paths = save_figure(fig, out_dir / "figures" / stem)
+        paths = save_figure(fig, out_dir / "figures" / stem, out_dir / "pdf" / stem)
         figures.append(ReportFigure(title, paths["png"], caption, pdf=paths["pdf"]))
     return write_report(out_dir, tables=tables, figures=figures, run_info=run_info)

@@ -3,6 +3,7 @@
 - :func:`figure8`: iPrecision / iRecall against neighbourhood size k, one line per method (appendix Fig. 8);
   :func:`figure8_data` / :func:`write_figure8_data` give the same numbers as tables for ``dvc plots``.
 - :func:`alpha_tradeoff`: PSNR and FID against the adversarial weight alpha (appendix C.4).
+- :func:`training_figure` (from :func:`training_curves`): every arm's losses over the training steps.
 - :func:`qualitative_grid` and its paper-shaped wrappers :func:`figure9` (skips), :func:`figure10` (noise
   seeds), :func:`sr_figure` (8x / 16x SR, Figs. 14-15): rows = test images, columns = titled image folders.
 
@@ -36,14 +37,44 @@ _STYLE = {
 DPI = 150
 
 
-def save_figure(figure: Figure, stem: str | Path) -> dict[str, Path]:
-    """Write ``<stem>.png`` and ``<stem>.pdf``; returns their paths by suffix."""
+def save_figure(figure: Figure, stem: str | Path, pdf_stem: str | Path | None = None) -> dict[str, Path]:
+    """Write ``<stem>.png`` and ``<pdf_stem>.pdf`` (default: beside the PNG); returns their paths by suffix."""
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = {suffix: stem.with_name(f"{stem.name}.{suffix}") for suffix in ("png", "pdf")}
+    pdf_stem = Path(pdf_stem) if pdf_stem is not None else stem
+    paths = {"png": stem.with_name(f"{stem.name}.png"), "pdf": pdf_stem.with_name(f"{pdf_stem.name}.pdf")}
     for suffix, path in paths.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, format=suffix, dpi=DPI, bbox_inches="tight")
     return paths
+
+
+def training_curves(curves: Mapping[str, str | Path]) -> pd.DataFrame:
+    """Long table (method, step, the logged losses) of each arm's ``curve.csv`` ({arm: path}; a missing file,
+    an arm not run, is left out), for the report's figure and ``dvc plots`` (one line per arm)."""
+    frames = [pd.read_csv(path).assign(method=arm) for arm, path in curves.items() if Path(path).is_file()]
+    if not frames:
+        return pd.DataFrame(columns=["method", "step"])
+    data = pd.concat(frames, ignore_index=True)
+    return data[["method", "step", *sorted(c for c in data.columns if c not in ("method", "step"))]]
+
+
+def training_figure(data: pd.DataFrame, losses: Sequence[str] = ("g_l1", "g_feature", "g_adversarial", "d_loss")) -> Figure:
+    """The arms' training curves overlaid: one panel per loss in `losses` that was logged, one line per arm."""
+    shown = [loss for loss in losses if loss in data.columns and data[loss].notna().any()]
+    if data.empty or not shown:
+        raise DataError(f"training curves: no arm has a curve.csv with {', '.join(losses)}")
+    figure = Figure(figsize=(3.6 * len(shown), 3.0))
+    axes = np.atleast_1d(figure.subplots(1, len(shown)))
+    for ax, loss in zip(axes, shown):
+        for index, (arm, group) in enumerate(data.groupby("method", sort=False)):
+            ax.plot(group["step"], group[loss], color="tab:red" if arm == "main" else f"C{index}", label=arm,
+                    linewidth=1.8 if arm == "main" else 1.0)
+        ax.set_xlabel("step")
+        ax.set_title(loss, fontsize=9)
+        ax.grid(True, alpha=0.3)
+    axes[-1].legend(fontsize=7, frameon=True)
+    figure.tight_layout()
+    return figure
 
 
 def figure8_data(
