@@ -317,7 +317,8 @@ def _parent_run(client: Any, experiment_id: str, config: Config, tags: dict[str,
     query = f"tags.stage = '{PARENT_STAGE}' and tags.pipeline_key = '{key}'"
     # machine-wide: the stages, queued experiments and arm jobs of one machine (jobs on other nodes may each
     # create a parent; the children then pick the oldest)
-    with filelock.FileLock(str(Path(tempfile.gettempdir()) / "faceres-mlflow-parent-run.lock"), timeout=600):
+    user = os.getuid() if hasattr(os, "getuid") else "user"  # one lock per user: /tmp is shared
+    with filelock.FileLock(str(Path(tempfile.gettempdir()) / f"faceres-mlflow-parent-run-{user}.lock"), timeout=600):
         found = client.search_runs([experiment_id], filter_string=query, order_by=["attributes.start_time ASC"],
                                    max_results=1)
         if found:
