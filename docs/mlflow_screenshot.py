@@ -72,7 +72,7 @@ def main() -> int:
                     raise SystemExit("mlflow ui did not start within 120 s")
                 time.sleep(1)
         query = urllib.parse.urlencode({"runs": json.dumps(run_ids), "experiments": json.dumps([experiment_id])})
-        pages = {"mlflow-experiment.png": f"{base}/#/experiments/{experiment_id}",
+        pages = {"mlflow-experiment.png": f"{base}/#/experiments/{experiment_id}/runs",
                  "mlflow-compare.png": f"{base}/#/compare-runs?{query}"}
 
         from selenium import webdriver
@@ -89,8 +89,11 @@ def main() -> int:
             for name, url in pages.items():
                 driver.get(url)
                 time.sleep(12)  # the React app fetches the runs after load
-                if name == "mlflow-experiment.png":  # unfold the first parent run: its stage runs below it
-                    toggles = driver.find_elements(By.CSS_SELECTOR, "[aria-label*='xpand'], [title*='xpand']")
+                for close in driver.find_elements(By.CSS_SELECTOR, "button[aria-label='Close']"):
+                    close.click()  # MLflow 3's assistant panel
+                    time.sleep(1)
+                if name == "mlflow-experiment.png":  # unfold the newest parent run: its stage runs below it
+                    toggles = driver.find_elements(By.CSS_SELECTOR, "button[data-component-id*='runnamecellrenderer']")
                     if toggles:
                         toggles[0].click()
                         time.sleep(3)
