@@ -56,7 +56,7 @@ def test_skip_nodes_match_the_paper():
         ({"alpha": "big"}, "alpha = 'big': allowed: a finite number"),
         ({"alpha": "1e999"}, "alpha = inf: allowed: a finite number"),
         ({"aug": "yes"}, "aug = 'yes': allowed: true or false"),
-        ({"profile": "tpu"}, "profile = 'tpu': allowed: one of cpu, gpu, paper"),
+        ({"profile": "tpu"}, "profile = 'tpu': allowed: one of cpu, gpu, study, paper"),
         ({"profiles.paper.batch": 36},
          "profiles.paper.batch = 36: allowed: a global batch that splits over gpus = 8 into per-GPU batches that "
          "are multiples of the discriminator's minibatch-std group of 4 (e.g. 32)"),

@@ -34,4 +34,4 @@ def test_the_readme_shows_the_generated_reference():
     start, end = readme.index(README_START) + len(README_START), readme.index(README_END)
     assert readme[start:end].strip() == reference_markdown(_params()), (
         "README's parameter reference is out of date: paste the output of `faceres config --reference`")
-    assert "| `profiles.<profile>.batch` | cpu `8`, gpu `16`, paper `32` |" in readme
+    assert "| `profiles.<profile>.batch` | cpu `8`, gpu `16`, study `8`, paper `32` |" in readme

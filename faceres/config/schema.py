@@ -372,11 +372,11 @@ class Config:
     aug: bool
     """main model: adversarial data augmentation while training (Table 7's Y)"""
     profile: str
-    """which block of profiles sets the scale: cpu / gpu / paper"""
+    """which block of profiles sets the scale: cpu / study / gpu / paper"""
     seed: int = field(metadata=_check(lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"))
     """global seed: rendering, splits, degradations, training"""
     profiles: dict[str, ProfileConfig]
-    """the scales of a run: cpu (2 cores), gpu (one GPU, overnight), paper (appendix A: 8 GPUs)"""
+    """the scales of a run: cpu (2 cores, a smoke run), study (2 cores, ~2 h on real faces: make study), gpu (one GPU, overnight), paper (appendix A: 8 GPUs)"""
     data: DataConfig
     """where the faces come from"""
     degrade: DegradeConfig
