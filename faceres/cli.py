@@ -146,6 +146,10 @@ def _cmd_questionnaire(args: argparse.Namespace) -> None:
     from faceres.imageio import list_images
     from faceres.report.human_study import build_questionnaire
 
+    from faceres.errors import ConfigError
+
+    if args.examples < 1:
+        raise ConfigError(f"--examples {args.examples}: allowed: an integer >= 1 (test images on the page)")
     methods = _study_methods(args)
     ids = [p.stem for p in list_images(args.input)]
     examples = sorted(random.Random(args.seed).sample(ids, min(args.examples, len(ids))))

@@ -19,7 +19,7 @@ from PIL import Image
 
 from faceres.errors import DataError
 from faceres.files import atomic_directory
-from faceres.imageio import list_images, read_rgb, write_png
+from faceres.imageio import list_images, read_rgb, read_rgb_converted, write_png
 
 # appended to the input's name by the official scripts (GFPGAN / CodeFormer face index, GPEN, DFDNet, generic)
 SUFFIXES = ("_00", "_GPEN", "_restored", "_final", "_output")
@@ -102,11 +102,8 @@ def import_external(source: str | Path, inputs: str | Path, out: str | Path) -> 
     converted = resized = 0
     with atomic_directory(out) as tmp:
         for image_id, path in sorted(pairs.items()):
-            try:
-                array = read_rgb(path)
-            except DataError:  # grey, palette, alpha, 16-bit: converted (a corrupt file raises again below)
-                array = read_rgb(path, convert=True)
-                converted += 1
+            array, was_converted = read_rgb_converted(path)
+            converted += was_converted
             if array.shape[:2] != (size, size):
                 array = _resized(array, size, path)
                 resized += 1

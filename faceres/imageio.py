@@ -107,6 +107,15 @@ def read_rgb(path: str | Path, *, convert: bool = False) -> np.ndarray:
     return array
 
 
+def read_rgb_converted(path: str | Path) -> tuple[np.ndarray, bool]:
+    """(8-bit RGB array, whether it had to be converted): other methods' outputs and users' photos, which may be
+    grey, palette, alpha or 16-bit; a corrupt file is still a DataError naming it."""
+    try:
+        return read_rgb(path), False
+    except DataError:
+        return read_rgb(path, convert=True), True  # a corrupt file raises again, with its own message
+
+
 def write_png(path: str | Path, array: np.ndarray) -> None:
     """Write a (H, W, 3) uint8 array losslessly, atomically (temp file + rename: no half-written outputs)."""
     path = Path(path)

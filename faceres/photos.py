@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from faceres.errors import DataError
-from faceres.imageio import list_images, read_rgb, write_png
+from faceres.imageio import list_images, read_rgb, read_rgb_converted, write_png
 from faceres.models import Generator
 from faceres.restore import restore_pixels
 
@@ -36,18 +36,14 @@ MIN_TEMPLATE_FACES = 5
 DETECT_SIZE = 256  # aligned faces are upsampled to this before detection (HOG needs faces of ~80 px)
 
 
-@dataclass(frozen=True)
 class FaceDetector:
     """dlib's detector and 5-point landmark model: (photo) -> one 5 x 2 array (x, y) per face, largest first."""
 
-    landmark_model: Path
-
-    def __post_init__(self):
+    def __init__(self, landmark_model: Path):
         import dlib
 
-        object.__setattr__(self, "_dlib", dlib)
-        object.__setattr__(self, "_detector", dlib.get_frontal_face_detector())
-        object.__setattr__(self, "_predictor", dlib.shape_predictor(str(self.landmark_model)))
+        self._detector = dlib.get_frontal_face_detector()
+        self._predictor = dlib.shape_predictor(str(landmark_model))
 
     def __call__(self, image: np.ndarray, upsample: int = 1) -> list[np.ndarray]:
         image = np.ascontiguousarray(image)
@@ -104,11 +100,11 @@ def _transform(landmarks: np.ndarray, template: np.ndarray, size: float):
 
 def _crop(photo: np.ndarray, landmarks: np.ndarray, template: np.ndarray, resolution: int):
     """(crop R x R x 3 uint8, the photo -> crop transform at resolution R)."""
-    from skimage.transform import warp
+    from skimage.transform import SimilarityTransform, warp
 
     transform = _transform(landmarks, template, resolution)
     factor = max(1, math.ceil(1 / transform.scale))  # a face larger than the crop: cut larger, then average down
-    fine = _transform(landmarks, template, resolution * factor)
+    fine = transform + SimilarityTransform(scale=factor)  # the same crop, `factor` times finer
     crop = warp(photo, fine.inverse, output_shape=(resolution * factor,) * 2, order=1, mode="edge",
                 preserve_range=True)
     crop = crop.reshape(resolution, factor, resolution, factor, 3).mean(axis=(1, 3))
@@ -149,16 +145,6 @@ def restore_photo(photo: np.ndarray, generator: Generator, detector: FaceDetecto
                          [f"{name}: {len(faces)} face(s) restored"])
 
 
-def read_photo(path: Path) -> tuple[np.ndarray, str | None]:
-    """The photo as 8-bit RGB, and a note when it had to be converted (grey, palette, alpha, 16-bit)."""
-    try:
-        return read_rgb(path), None
-    except DataError:
-        pass
-    pixels = read_rgb(path, convert=True)  # a corrupt file raises again, with its own message
-    return pixels, f"{path}: converted to 8-bit RGB"
-
-
 def restore_photos(inputs: str | Path, out_dir: str | Path, generator: Generator, template: np.ndarray,
                    detector: FaceDetector, strict: bool = False) -> list[str]:
     """`inputs` (a photo or a folder of them) -> out_dir/<name>.png (the whole photo) and
@@ -167,9 +153,9 @@ def restore_photos(inputs: str | Path, out_dir: str | Path, generator: Generator
     files = [inputs] if inputs.is_file() else list_images(inputs)
     notes = []
     for file in files:
-        photo, note = read_photo(file)
-        if note:
-            notes.append(note)
+        photo, converted = read_rgb_converted(file)
+        if converted:
+            notes.append(f"{file}: converted to 8-bit RGB")
         result = restore_photo(photo, generator, detector, template, strict=strict, name=str(file))
         write_png(out_dir / f"{file.stem}.png", result.image)
         for k, (face_in, face_out) in enumerate(zip(result.faces_in, result.faces_out)):

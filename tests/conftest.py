@@ -41,6 +41,11 @@ def small_config(**overrides) -> Config:
 
 @pytest.fixture
 def celeba() -> Path:
+    return require_celeba()
+
+
+def require_celeba() -> Path:
+    """The shared CelebA sample, or a skip saying where it was looked for (any fixture scope)."""
     if not (CELEBA / "images").is_dir():
         pytest.skip(f"{CELEBA} not present (the shared CelebA sample sits beside the repo)")
     return CELEBA

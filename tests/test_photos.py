@@ -17,6 +17,7 @@ from faceres.errors import DataError
 from faceres.imageio import read_rgb, write_png
 from faceres.models.architecture import Architecture
 from faceres.photos import DETECT_SIZE, alignment_template, load_face_detector, restore_photo, restore_photos
+from tests.conftest import require_celeba
 
 pytestmark = pytest.mark.needs_weights
 RESOLUTION = 64
@@ -41,18 +42,8 @@ class Identity(Constant):
 
 
 @pytest.fixture(scope="module")
-def faces(celeba_module):
-    files = sorted((celeba_module / "images").glob("*.jpg"))
-    return files
-
-
-@pytest.fixture(scope="module")
-def celeba_module():
-    from tests.conftest import CELEBA
-
-    if not (CELEBA / "images").is_dir():
-        pytest.skip(f"{CELEBA} not present")
-    return CELEBA
+def faces():
+    return sorted((require_celeba() / "images").glob("*.jpg"))
 
 
 @pytest.fixture(scope="module")

@@ -48,15 +48,25 @@ def prediction_folders(config: Config, method: str, task: str, degraded: Path, r
     """The folders to score (noise seeds first to last), or the status when there are none."""
     if method == DEG:
         return [degraded / task / "test"]
+    missing = unavailable(config, method, restored)
+    if missing is not None:
+        return missing
     if method in config.external:
-        folder = external_folder(config, method)
-        return status.NOT_PROVIDED if folder is None else [folder]
-    if status.read_restore_status(restored / method).get("status") == status.NOT_RUN:
-        return status.NOT_RUN
+        return [external_folder(config, method)]
     folders = sorted((restored / method / task).glob("seed*"), key=lambda p: int(p.name[4:]))
     if not folders:
         raise DataError(f"{restored / method / task}: no seed*/ folders of restorations")
     return folders
+
+
+def unavailable(config: Config, method: str, restored: Path) -> str | None:
+    """NOT_PROVIDED (an external method without restorations), NOT_RUN (an arm impossible at this resolution),
+    or None: the method has restorations to score (and an MLflow run to log them)."""
+    if method == DEG:
+        return None
+    if method in config.external:
+        return status.NOT_PROVIDED if external_folder(config, method) is None else None
+    return status.NOT_RUN if status.read_restore_status(restored / method).get("status") == status.NOT_RUN else None
 
 
 def external_folder(config: Config, method: str, external_root: Path = Layout().external) -> Path | None:

@@ -22,7 +22,7 @@ from faceres.config import Config
 from faceres.errors import user_errors_exit
 from faceres.paths import cache_root
 from faceres.pipeline import status
-from faceres.pipeline.design import DEG, external_folder, method_and_tasks, method_run, prediction_folders
+from faceres.pipeline.design import method_and_tasks, method_run, prediction_folders, unavailable
 from faceres.pipeline.layout import MANIFEST, Layout, ground_truth_dir, metrics_file, per_image_file
 from faceres.pipeline.tracking import log_outputs, maybe_tracked
 from faceres.results import MANIFOLD_METRICS, PER_IMAGE_METRICS, MetricsFile, PerImageStat
@@ -141,9 +141,7 @@ def run(config: Config, method: str, tasks: list[str], data_dir: Path, degraded_
         restored_root: Path, out_root: Path, track: bool = True) -> dict:
     """Metrics of one method (arm, deg or external) on each task's test split, logged to MLflow."""
     run_config, run_params = method_run(config, method)
-    # no empty runs: an external method without restorations, an arm impossible at this resolution
-    provided = (external_folder(config, method) is not None if method in config.external
-                else method == DEG or status.read_restore_status(restored_root / method).get("status") != status.NOT_RUN)
+    provided = unavailable(config, method, restored_root) is None  # no empty runs
     with maybe_tracked(config, "evaluate", track and provided, run_name=f"evaluate-{method}",
                        extra_params=run_params, logged_config=run_config) as mlflow_run:
         if mlflow_run is not None:
