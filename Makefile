@@ -21,7 +21,9 @@ repro: setup
 
 # The reference study (issue 14): every arm on real aligned faces at 64 px, profile `study` (2 epochs each),
 # as one DVC experiment named "study"; about 2 hours on 2 cores. Stopped, it continues where it was when run
-# again (finished stages come from DVC's run cache, a stopped training from its checkpoint). STUDY_DATA: a
+# again (finished stages come from DVC's run cache, a stopped training from its checkpoint); then
+# `faceres publish-results` copies the report, tables, figures and main generator into docs/results/ and
+# rewrites the README's results tables. STUDY_DATA: a
 # folder with images/ and identities.csv (CelebA's layout); FFHQ/CelebA-HQ work the same.
 STUDY_DATA ?= ../shared/data/celeba-10k
 STUDY_IMAGES ?= 3600
@@ -29,6 +31,7 @@ study: setup
 	$(BIN)/dvc exp run -n study -S profile=study -S data.source=folder \
 	  -S data.folder.train_dir=$(STUDY_DATA)/images -S data.folder.identities_csv=$(STUDY_DATA)/identities.csv \
 	  -S data.folder.upscale=true -S data.folder.limit=$(STUDY_IMAGES) -S data.val_fraction=0.1
+	$(BIN)/faceres publish-results
 
 # The human-study page test drives Debian's Chromium: installed here when possible (root + apt-get),
 # otherwise that one test is skipped with its reason.

@@ -81,10 +81,10 @@ def _cmd_restore(args: argparse.Namespace) -> None:
 
     generator = load_generator(args.generator, device="cuda" if args.cuda else "cpu")
     if not args.aligned:
-        from faceres.photos import alignment_template, load_face_detector, restore_photos
+        from faceres.photos import load_face_detector, load_template, restore_photos
 
         detector = load_face_detector()
-        template = alignment_template(args.aligned_like, detector)
+        template = load_template(args.aligned_like, detector)
         for note in restore_photos(args.input, args.out, generator, template, detector, strict=args.strict):
             print(f"restore: {note}")
         print(f"restore: -> {args.out} (whole photos) and {Path(args.out) / 'faces'} (aligned crops, in and out)")
@@ -94,6 +94,14 @@ def _cmd_restore(args: argparse.Namespace) -> None:
     else:
         written = restore_folder(generator, args.input, args.out, batch_size=args.batch)
         print(f"restore: {len(written)} images -> {args.out}")
+
+
+def _cmd_publish_results(args: argparse.Namespace) -> None:
+    from faceres.publish import publish_results
+
+    published = publish_results(args.reports, args.generator, args.aligned_like, args.out,
+                                readme=None if args.no_readme else args.readme)
+    print(f"publish-results: {args.reports} -> {args.out}; {published['generator']} sha256 {published['sha256']}")
 
 
 def _cmd_import_external(args: argparse.Namespace) -> None:
@@ -294,13 +302,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aligned", action="store_true",
                    help="the inputs are aligned faces at the generator's resolution: restore them as they are")
     p.add_argument("--aligned-like", default="data/prepared/images/train",
-                   help="aligned faces of the kind the model was trained on, to align photos like them "
-                        "(default: %(default)s)")
+                   help="aligned faces of the kind the model was trained on, to align photos like them, or the "
+                        "alignment_template.json published beside a generator (default: %(default)s)")
     p.add_argument("--strict", action="store_true", help="a photo without a face is an error, not passed through")
     p.add_argument("--noise-seeds", type=int, default=0, help="with --aligned: N > 0 stochastic samples in seed*/")
     p.add_argument("--batch", type=int, default=16, help="with --aligned: images per forward pass")
     p.add_argument("--cuda", action="store_true", help="run on the GPU")
     p.set_defaults(func=_cmd_restore)
+
+    p = sub.add_parser(
+        "publish-results", help="copy a finished run's report, tables, figures and main generator into docs/results",
+        description="Replace OUT with the run's report.md, summary.json, tables (Markdown, CSV), figures (PNG), plot "
+                    "data, the main generator with its sha256 and the alignment template for `faceres restore`, and "
+                    "rewrite the README's generated results part (between its results:begin/end markers).",
+        epilog="make study runs it after the study; on its own: faceres publish-results")
+    p.add_argument("--reports", default="reports", help="the finished run's reports (default: %(default)s)")
+    p.add_argument("--generator", default="models/main/generator.pt", help="default: %(default)s")
+    p.add_argument("--aligned-like", default="data/prepared/images/train",
+                   help="its training faces, for the alignment template (default: %(default)s)")
+    p.add_argument("--out", default="docs/results", help="default: %(default)s")
+    p.add_argument("--readme", default="README.md", help="default: %(default)s")
+    p.add_argument("--no-readme", action="store_true", help="leave the README alone")
+    p.set_defaults(func=_cmd_publish_results)
 
     p = sub.add_parser(
         "import-external", help="another method's restorations of the BFR test inputs, as the pipeline scores them",

@@ -16,6 +16,7 @@ A photo without a detected face is passed through unchanged, with a note (``stri
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -78,6 +79,35 @@ def alignment_template(aligned_faces: str | Path, detector: FaceDetector, count:
         raise DataError(f"{aligned_faces}: a face was found in {len(found)} of {len(files)} images; allowed: a "
                         f"folder of aligned faces (at least {MIN_TEMPLATE_FACES} detectable) to align photos like")
     return np.mean(found, axis=0)
+
+
+TEMPLATE_SUFFIX = ".json"
+
+
+def save_template(template: np.ndarray, path: str | Path, measured_on: str) -> None:
+    """The template as JSON (5 [x, y] fractions of the side, and what it was measured on), to publish beside a
+    generator: photos can then be aligned for it without its training faces."""
+    assert template.shape == (5, 2), template.shape
+    document = {"landmarks": np.round(template, 6).tolist(), "measured_on": measured_on}
+    Path(path).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+def load_template(aligned_like: str | Path, detector: FaceDetector) -> np.ndarray:
+    """`aligned_like` is a template saved by :func:`save_template` (``*.json``) or a folder of aligned faces
+    to measure one on (:func:`alignment_template`)."""
+    path = Path(aligned_like)
+    if path.suffix != TEMPLATE_SUFFIX:
+        return alignment_template(path, detector)
+    try:
+        landmarks = np.asarray(json.loads(path.read_text(encoding="utf-8"))["landmarks"], dtype=np.float64)
+    except FileNotFoundError:
+        raise DataError(f"{path}: alignment template not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise DataError(f"{path}: not an alignment template; allowed: a JSON file with 'landmarks' (5 [x, y] "
+                        "fractions of the side), as faceres publish-results writes, or a folder of aligned faces") from None
+    if landmarks.shape != (5, 2) or not np.all((landmarks > 0) & (landmarks < 1)):
+        raise DataError(f"{path}: landmarks of shape {list(landmarks.shape)}; allowed: 5 [x, y] pairs inside (0, 1)")
+    return landmarks
 
 
 @dataclass

@@ -13,12 +13,13 @@ from typing import Sequence
 from faceres.config import Config, load_config
 from faceres.errors import user_errors_exit
 from faceres.pipeline import stage_args
-from faceres.pipeline.design import COMPARISON, FIGURE8, restored_seed_dir
-from faceres.pipeline.layout import METRICS_SUMMARY, Layout, ground_truth_dir
+from faceres.pipeline.design import COMPARISON, DEG, FIGURE8, restored_seed_dir
+from faceres.pipeline.layout import METRICS_SUMMARY, Layout, ground_truth_dir, per_image_file
 from faceres.pipeline.tracking import git_commit, maybe_tracked
 from faceres.results import summary_metrics
 
 log = logging.getLogger(__name__)
+SR_OURS = "Ours (BFR model, zero-shot)"
 
 
 def _qualitative_figures(config: Config, data_dir: Path, degraded_root: Path, restored_root: Path) -> list:
@@ -47,7 +48,7 @@ def _qualitative_figures(config: Config, data_dir: Path, degraded_root: Path, re
         if ours is not None and ids:
             figures.append((f"Figure {number}: {factor}x super-resolution", sr_figure(
                 degraded_root / task / "test_lr", {"Ours": ours}, gt_dir, ids, factor=factor),
-                f"Input ({config.resolution // factor} px) | bicubic | ours | ground truth."))
+                f"Input ({config.resolution // factor} px) | bicubic | ours (the BFR model, zero-shot) | ground truth."))
     return figures
 
 
@@ -78,6 +79,8 @@ def run(config: Config, metrics_root: Path, data_dir: Path, degraded_root: Path,
             f"iPrecision/iRecall features: identity = dlib ResNet-128 (the paper used FaceNet), Inception = "
             f"pytorch-fid pool3. Skip nodes at {config.resolution} px: counted from 8 px.",
             f"Training: {config.scale.epochs} epoch(s), batch {config.scale.batch}, width x{config.scale.width}.",
+            "Super-resolution: no model is trained for 8x or 16x SR; the BFR model restores the bicubic-upsampled "
+            "low-resolution input zero-shot (the paper trained one per task).",
         ),
     )
     aug_rows = {("Y" if value else "N"): arm for value, arm in ablation_rows(config, "aug").items()}
@@ -98,6 +101,9 @@ def run(config: Config, metrics_root: Path, data_dir: Path, degraded_root: Path,
             curves={arm.name: models_root / arm.name / CURVE_FILE for arm in list_arms(config)},
             psnr_spread=config.report.psnr_spread,
             ipr_k=config.report.ipr_k,
+            per_image_files={path.name: per_image_file(metrics_root, path.name, "bfr")
+                             for path in sorted(metrics_root.glob("*")) if path.is_dir()},
+            sr_methods={"Bicubic": DEG, SR_OURS: "main"},
         )
         summary = summary_metrics(metrics_root, config.report.ipr_k)
         paths["summary"] = out_dir / METRICS_SUMMARY

@@ -19,9 +19,10 @@ from faceres.report.figures import (
     training_figure,
     write_figure8_data,
 )
+from faceres.report.claims import check_claims, claims_table, not_run_reasons, paper_claims, read_per_image
 from faceres.report.human_study import aggregate_votes
 from faceres.results import load_metrics_dir
-from faceres.report.tables import alpha_table, table6, table7, table8
+from faceres.report.tables import SR_FACTORS, alpha_table, sr_table, table6, table7, table8
 
 
 def build_report(
@@ -41,6 +42,8 @@ def build_report(
     psnr_spread: str = "seed_std",
     ipr_k: int = 1,
     task: str = "bfr",
+    per_image_files: Mapping[str, str | Path] | None = None,
+    sr_methods: Mapping[str, str] | None = None,
 ) -> dict[str, Path]:
     """Everything into ``out_dir``: ``tables/`` (csv, md, tex), ``figures/`` (PNG: also DVC image plots),
     ``pdf/`` (the figures as PDF), ``plots/`` (Figure 8's and the training curves' data, long format: one row per
@@ -49,19 +52,31 @@ def build_report(
 
     ``metrics_root`` holds ``<method>/<task>.json``; the arms map table rows to method names. Votes files
     need ``key_csv``; without ``votes_csvs`` Table 8 says "no votes". ``qualitative``: (title, figure, caption) from
-    :mod:`faceres.report.figures`' grids, saved and shown after the metric figures.
+    :mod:`faceres.report.figures`' grids, saved and shown after the metric figures. ``per_image_files``:
+    {method: its per-image CSV of ``task``}, for the claims table (:mod:`faceres.report.claims`; the main
+    model is ``comparison["Ours"]``, the degraded input ``comparison["DEG"]``); without it there is no claims
+    table. ``sr_methods``: {row label: method} of the super-resolution table (none without it).
     """
     if votes_csvs and key_csv is None:
         raise ConfigError("votes files given without the questionnaire's key_csv: the votes cannot be decoded")
     out_dir = Path(out_dir)
     runs = load_metrics_dir(metrics_root, task)
     preference = aggregate_votes(list(votes_csvs), key_csv) if votes_csvs else None
-    tables = [
+    tables = []
+    if per_image_files is not None:
+        claims = paper_claims(skips_arms, aug_arms, alpha_arms, main=comparison["Ours"], degraded=comparison["DEG"])
+        checks = check_claims(claims, runs, read_per_image(per_image_files),
+                              not_run=not_run_reasons(Path(metrics_root), task), ipr_k=ipr_k)
+        tables.append(claims_table(checks, ipr_k=ipr_k))
+    tables += [
         table6(runs, skips_arms, psnr_spread=psnr_spread, ipr_k=ipr_k, task=task),
         table7(runs, aug_arms, task=task),
         table8(runs, comparison, preference=preference, ipr_k=ipr_k, task=task),
         alpha_table(runs, alpha_arms, task=task),
     ]
+    if sr_methods:
+        sr_runs = {sr_task: load_metrics_dir(metrics_root, sr_task) for sr_task in SR_FACTORS}
+        tables.append(sr_table(sr_runs, sr_methods, resolution=run_info.resolution, ipr_k=ipr_k))
     for table in tables:
         table.write(out_dir / "tables")
 

@@ -249,6 +249,41 @@ def _preference(preference: pd.DataFrame | None, method: str, label: str) -> Mea
     return Measured(None, missing="not in study")
 
 
+SR_FACTORS = {"sr8": 8, "sr16": 16}
+
+
+def sr_table(
+    runs_by_task: Mapping[str, Mapping[str, MetricsFile]],
+    methods: Mapping[str, str],
+    *,
+    resolution: int | None = None,
+    ipr_k: int = 1,
+) -> Table:
+    """The super-resolution tasks (appendix Figs. 14, 15; the paper printed no SR numbers): one row per task
+    and method ({label: method}, e.g. {"Bicubic": "deg", "Ours (BFR model, zero-shot)": "main"})."""
+    _validate_choices(None, ipr_k, "identity")
+    columns = (PSNR, SSIM, LPIPS, FID, IPRECISION)
+    rows, used = [], []
+    for task, factor in SR_FACTORS.items():
+        runs = runs_by_task.get(task, {})
+        found = _arms(runs, methods, task, "sr")
+        size = f", {resolution // factor} → {resolution} px" if resolution else ""
+        for label, method in methods.items():
+            run = found[label]
+            used += [run] if run else []
+            ours = {c.metric: _measure(run, c, missing="not run", psnr_spread=None, ipr_k=ipr_k,
+                                       ipr_features="identity") for c in columns}
+            rows.append(Row(f"{factor}x SR{size}: {label}", method, "run" if run else "not run", ours, None))
+    notes = [
+        "The paper trained a model per SR task and printed only figures (appendix Figs. 14, 15): no numbers to "
+        "set beside these.",
+        "Bicubic: the low-resolution input upsampled back (bicubic), scored as if it were a restoration.",
+        _ipr_note(used, ipr_k, "identity"),
+    ]
+    notes += [n for n in [_evaluation_note(used)] if n]
+    return build_table("sr", "Super-resolution (8x, 16x)", "Task: method", columns, rows, notes, compare=False)
+
+
 @dataclass(frozen=True)
 class TrendCheck:
     """Spearman rank correlation of one metric with alpha, and whether it has the paper's claimed sign."""
@@ -329,5 +364,5 @@ def alpha_table(
 
 __all__ = [
     "Column", "Measured", "Table", "TrendCheck", "alpha_table", "alpha_trend", "latex_escape",
-    "table6", "table7", "table8", "PSNR_SPREADS"
+    "table6", "table7", "table8", "sr_table", "PSNR_SPREADS"
 ]
