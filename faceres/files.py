@@ -1,4 +1,4 @@
-"""Files: atomic writes, content hashes, and the digest of the source code that produced a cached result.
+"""Files: atomic writes and content hashes.
 
 Every file the pipeline writes goes through :func:`atomic_write` (a temporary file in the same folder, then
 one rename), so a killed process leaves the old file or the new one, never half of one, and concurrent
@@ -8,7 +8,6 @@ readers (parallel experiments sharing a cache) never see a partial file.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import os
 import shutil
@@ -17,8 +16,6 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
 from faceres.errors import FaceresError
-
-PACKAGE = Path(__file__).resolve().parent
 
 
 @contextlib.contextmanager
@@ -82,18 +79,4 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)
-    return digest.hexdigest()
-
-
-@functools.cache
-def source_digest(*names: str) -> str:
-    """sha256 over the faceres source files and folders `names` (relative to the package): part of the key
-    of anything cached that this code computed, so editing the code invalidates it."""
-    digest = hashlib.sha256()
-    for name in names:
-        path = PACKAGE / name
-        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
-        for file in files:
-            digest.update(str(file.relative_to(PACKAGE)).encode())
-            digest.update(file.read_bytes())
     return digest.hexdigest()

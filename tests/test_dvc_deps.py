@@ -2,60 +2,23 @@
 
 DVC reruns a stage only when one of its deps changes; a module the stage imports but does not list would
 leave its outputs stale after an edit (review: architecture.md 3.1). The imports are read from the source
-(every `import faceres...` / `from faceres... import`, also inside functions), followed transitively from
-`stages/<stage>.py`; the deps may list a module's file or a folder above it.
+(every `import faceres...` / `from faceres... import`, also inside functions; faceres.imports, the reader the
+cache keys use too), followed transitively from `stages/<stage>.py`; the deps may list a module's file or a
+folder above it.
 """
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import yaml
 
+from faceres.imports import import_closure
 from tests.conftest import REPO
 
-PACKAGE = REPO / "faceres"
-
-
-def _module_file(name: str) -> Path | None:
-    """faceres.a.b -> faceres/a/b.py or faceres/a/b/__init__.py (None for a name that is not a module)."""
-    path = REPO.joinpath(*name.split("."))
-    if path.with_suffix(".py").is_file():
-        return path.with_suffix(".py")
-    if (path / "__init__.py").is_file():
-        return path / "__init__.py"
-    return None
-
-
-def _imports(file: Path) -> set[Path]:
-    found = set()
-    for node in ast.walk(ast.parse(file.read_text())):
-        names = []
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-        for name in names:
-            if name == "faceres" or name.startswith("faceres."):
-                parts = name.split(".")
-                for depth in range(1, len(parts) + 1):  # a package's __init__ runs on the way in
-                    module = _module_file(".".join(parts[:depth]))
-                    if module is not None:
-                        found.add(module)
-    return found
-
-
 def imported_modules(script: Path) -> set[Path]:
-    """Every faceres module file reachable from `script` through imports."""
-    seen: set[Path] = set()
-    todo = [script]
-    while todo:
-        for module in _imports(todo.pop()):
-            if module not in seen:
-                seen.add(module)
-                todo.append(module)
-    return seen
+    """Every faceres module file reachable from `script` through imports (the library's reader)."""
+    return import_closure([script])
 
 
 def _stages() -> dict[str, tuple[str, list[str]]]:

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from faceres import imports
 from faceres.errors import DataError
-from faceres.files import atomic_write, sha256_file, source_digest
+from faceres.files import atomic_write, sha256_file
 from faceres.metrics.images import ImageSource, inception_activations, resolve_images
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,12 @@ log = logging.getLogger(__name__)
 # Below the feature dimension the covariance is singular; FID is then biased and unstable.
 MIN_RELIABLE_FID_IMAGES = 2048
 _CACHE_FORMAT = "faceres-fid-stats-v1"
-# The code that turns image files into cached statistics and features: loading, resizing, normalization
-# (metrics/images.py, imageio.py), the statistics (here), the identity embedder's alignment (metrics/identity.py)
-# and the networks' construction (weights/). Its digest is part of every cache key: an edit recomputes.
-_FEATURE_CODE = ("imageio.py", "metrics/images.py", "metrics/fid.py", "metrics/identity.py", "weights")
+# The code that turns image files into cached statistics and features: loading, resizing and normalization
+# (metrics/images.py), the statistics (here), the identity embedder and its alignment (metrics/identity.py),
+# and everything they import (image decoding, the networks' construction in weights/). The digest of that
+# import closure is part of every cache key: an edit anywhere in it recomputes.
+FEATURE_CODE = ("faceres.metrics.images", "faceres.metrics.fid", "faceres.metrics.identity")
+FEATURE_NEUTRAL = ("faceres.console", "faceres.errors", "faceres.paths")
 
 
 class UnreliableMetricWarning(UserWarning):
@@ -126,7 +129,7 @@ def _read_cache(path: Path) -> GaussianStats | None:
 
 
 def _code_key() -> str:
-    return source_digest(*_FEATURE_CODE)
+    return imports.code_digest(FEATURE_CODE, FEATURE_NEUTRAL)
 
 
 def _atomic_savez(path: Path, **arrays) -> None:

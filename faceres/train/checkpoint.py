@@ -2,9 +2,12 @@
 by fingerprint.
 
 A training run's fingerprint hashes everything that determines its result: the effective parameters, the
-training images and the source of the code that trains. Runs with equal fingerprints are the same run, so
-(a) an interrupted run resumes from its last checkpoint when the stage is rerun, and (b) an arm whose
-configuration equals another's (e.g. the main model inside each ablation) is trained once and reused.
+training images and the source of the code that trains (the import closure of the training loop and of the
+VGG16 loader, read from the source by faceres.imports, less the modules in :data:`RESULT_NEUTRAL`). Runs with
+equal fingerprints are the same run, so (a) an interrupted run resumes from its last checkpoint when the stage
+is rerun, and (b) an arm whose configuration equals another's (e.g. the main model inside each ablation) is
+trained once and reused. A checkpoint carries what its fingerprint hashed, so one of another run is refused
+with what differs.
 """
 
 from __future__ import annotations
@@ -17,28 +20,63 @@ from typing import Any
 
 import torch
 
+from faceres import imports
 from faceres.errors import FaceresError
-from faceres.files import save_torch, source_digest
+from faceres.files import save_torch
 
 # The files of a training run: the run cache's checkpoint and final/ folder, and models/<arm>/
 GENERATOR_FILE = "generator.pt"
 CURVE_FILE = "curve.csv"
 SUMMARY_FILE = "train.json"
 CHECKPOINT_FILE = "checkpoint.pt"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: carries its fingerprint's inputs (settings, data digest, code file digests)
 
-# The library code a trained generator depends on; editing any of it changes the fingerprint.
-_CODE_PATHS = ("models", "train", "degrade", "losses.py", "config", "streams.py", "devices.py")
+# The code that trains a generator: the loop (models, losses, degradation, augmentation, seeds, image decoding,
+# ... by import) and the VGG16 loader of the perceptual loss (the weights it verifies by hash).
+TRAINING_CODE = ("faceres.train.loop", "faceres.weights.load")
+# Modules in that closure that cannot change the trained weights: messages and exception classes, the cache's
+# location, and the synthetic renderer (its images enter the fingerprint through the data digest).
+RESULT_NEUTRAL = ("faceres.console", "faceres.errors", "faceres.paths", "faceres.data.synthetic")
 
 
 def code_digest() -> str:
-    """sha256 over the source files that define how a generator is trained."""
-    return source_digest(*_CODE_PATHS)
+    """sha256 over the source files that define how a generator is trained (derived from the imports)."""
+    return imports.code_digest(TRAINING_CODE, RESULT_NEUTRAL)
 
 
 def fingerprint(settings: dict[str, Any], data_digest: str) -> str:
     payload = json.dumps({"settings": settings, "data": data_digest, "code": code_digest()}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def fingerprint_inputs(settings: dict[str, Any], data_digest: str) -> dict[str, Any]:
+    """What :func:`fingerprint` hashes, the code file by file: stored in each checkpoint (a few kB)."""
+    return {"settings": settings, "data": data_digest,
+            "code": imports.file_digests(TRAINING_CODE, RESULT_NEUTRAL)}
+
+
+def inputs_difference(stored: dict[str, Any] | None, current: dict[str, Any]) -> str:
+    """What differs between a checkpoint's fingerprint inputs and this run's, in a few words."""
+    if not stored:
+        return "it records no fingerprint inputs (written by an older faceres)"
+    parts = []
+    settings = _differing_keys(stored.get("settings", {}), current["settings"])
+    if settings:
+        parts.append("settings " + ", ".join(settings[:4]) + (" ..." if len(settings) > 4 else ""))
+    if stored.get("data") != current["data"]:
+        parts.append("the training images")
+    code_a, code_b = stored.get("code", {}), current["code"]
+    files = sorted(f for f in code_a.keys() | code_b.keys() if code_a.get(f) != code_b.get(f))
+    if files:
+        parts.append("code " + ", ".join(files[:4]) + (" ..." if len(files) > 4 else ""))
+    return "; ".join(parts) or "nothing recorded (another fingerprint formula)"
+
+
+def _differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = sorted(a.keys() | b.keys())
+        return [k for key in keys for k in _differing_keys(a.get(key), b.get(key), f"{prefix}{key}.")]
+    return [] if a == b else [prefix.rstrip(".")]
 
 
 def _to_host(obj: Any) -> Any:
