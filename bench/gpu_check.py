@@ -179,7 +179,7 @@ def jpeg_check() -> None:
     def psnr(a, b):
         return float(10 * torch.log10(1 / ((a.cpu() - b.cpu()) ** 2).mean()))
 
-    from faceres.degrade.pipeline import float32_matmuls
+    from faceres.devices import float32_matmuls
 
     saved = torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision
     torch.backends.cuda.matmul.fp32_precision = torch.backends.cudnn.conv.fp32_precision = "tf32"

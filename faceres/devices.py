@@ -1,4 +1,4 @@
-"""Which device a stage runs on, and moving host values there without a synchronisation.
+"""Which device a stage runs on, moving host values there without a synchronisation, and the float32 regions.
 
 ``profiles.<name>.gpus > 0`` means CUDA for training (one process per GPU under torchrun), restoration and
 evaluation; ``gpus: 0`` means the CPU even where CUDA exists. dlib's identity network always runs on the CPU
@@ -8,6 +8,7 @@ evaluation; ``gpus: 0`` means the CPU even where CUDA exists. dlib's identity ne
 from __future__ import annotations
 
 import contextlib
+from typing import Iterator
 
 import torch
 
@@ -46,3 +47,20 @@ def autocast_off(device_type: str) -> contextlib.AbstractContextManager:
     if torch.amp.is_autocast_available(device_type):
         return torch.autocast(device_type, enabled=False)
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def float32_matmuls() -> Iterator[None]:
+    """IEEE float32 matmuls and convolutions inside (TF32 off), the caller's setting restored after; also a
+    decorator. The one TF32 API of faceres: PyTorch's per-backend ``fp32_precision`` switches, which
+    :class:`faceres.train.precision.Precision` sets for training. (Mixing in the legacy
+    ``torch.set_float32_matmul_precision`` / ``allow_tf32`` makes the legacy getters raise.) On CUDA, cuDNN's
+    convolutions default to TF32: restoration, evaluation and the online degradation run inside this region so
+    that reported numbers and the degradation's rounding do not depend on the GPU or the training precision."""
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    saved = matmul.fp32_precision, conv.fp32_precision
+    matmul.fp32_precision = conv.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        matmul.fp32_precision, conv.fp32_precision = saved

@@ -3,7 +3,8 @@
 Outputs keep the input file names (as PNG), so restored and ground-truth folders pair by name. Noise is
 constant by default (deterministic); `noise_seeds` restores every input once per seed with random noise from
 a stream keyed by (seed, image name), for the spread of the stochastic model (appendix C.2, Figure 10).
-Restoration runs in batches on the generator's device (the profile's: ``profiles.<p>.gpus > 0`` -> CUDA).
+Restoration runs in batches on the generator's device (the profile's: ``profiles.<p>.gpus > 0`` -> CUDA), in
+IEEE float32 (TF32 off, whatever the process set for training).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceres.devices import host_tensor
+from faceres.devices import float32_matmuls, host_tensor
 from faceres.errors import DataError
 from faceres.imageio import list_images, read_rgb, write_png
 from faceres.models import Generator
@@ -34,6 +35,7 @@ def _load_batch(files: list[Path], resolution: int) -> torch.Tensor:
 
 
 @torch.no_grad()
+@float32_matmuls()  # IEEE float32 on CUDA too (cuDNN's convolutions default to TF32): metrics do not depend on it
 def restore_pixels(generator: Generator, images: torch.Tensor, noise_seed: int | None = None,
                    names: list[str] | None = None) -> np.ndarray:
     """N x 3 x R x R uint8 (host) -> N x R x R x 3 uint8 restorations, one forward pass on the generator's

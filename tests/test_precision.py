@@ -166,10 +166,31 @@ def test_under_bf16_the_modulated_convolution_stays_in_bfloat16(fused):
     assert torch.allclose(out.float(), reference, rtol=0.05, atol=0.05)
 
 
+def test_under_bf16_the_generators_image_path_accumulates_in_float32():
+    # Review 2, finding 10: each ToRGB image and their sum over resolutions stay float32 (stylegan2-ada's img)
+    # while the features run in bfloat16; at 67a98fd every block's image and the output were bfloat16.
+    from faceres.models import ModelConfig, generator_from_config
+
+    generator = generator_from_config(ModelConfig(resolution=64, skips=4, width=0.125))
+    blocks = [m for m in generator.modules() if type(m).__name__ == "StyleBlock"]
+    seen = []
+    for block in blocks:
+        block.register_forward_hook(lambda module, args, out: seen.append((out[0].dtype, out[1].dtype)))
+    inputs = torch.rand(4, 3, 64, 64, generator=seeded("inputs", 0)) * 2 - 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = generator(inputs, noise_mode="const")
+    assert output.dtype == torch.float32
+    assert seen == [(torch.bfloat16, torch.float32)] * len(blocks)
+    # float32 accumulation: the output is not on bfloat16's grid (8 mantissa bits), as a bf16 sum would be
+    assert not torch.equal(output, output.bfloat16().float())
+    reference = generator(inputs, noise_mode="const")
+    assert torch.allclose(output, reference, atol=0.05)
+
+
 def test_the_online_degradation_switches_tf32_off_inside_and_restores_it_after():
     # Review M5: the TF32 switch is process-wide; the degradation's matmuls (DCT, colour, blur spectrum) must run
     # in IEEE float32 inside a tf32/bf16 process, and the caller's setting must come back, also after an error.
-    from faceres.degrade.pipeline import float32_matmuls
+    from faceres.devices import float32_matmuls
 
     matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
     saved = matmul.fp32_precision, conv.fp32_precision
@@ -213,3 +234,58 @@ def test_perceptual_loss_precision_switch_is_its_own():
     cosine = torch.nn.functional.cosine_similarity(grads[False, False], grads[True, False], dim=0)
     assert 1 - cosine < 0.01, float(1 - cosine)
     assert torch.equal(grads[False, False], grads[False, True])  # the outer autocast changes nothing
+
+
+def test_after_a_bf16_configure_knn_metrics_run_in_process_and_restore_and_evaluate_turn_tf32_off(tmp_path):
+    # Review 2, findings 11-12. At 67a98fd precision_recall read the legacy torch.get_float32_matmul_precision(),
+    # which raises once the per-backend switches are set: an evaluation after GPU training in the same process
+    # crashed. And cuDNN's convolutions (TF32 by default on CUDA) were left as the process had them.
+    import numpy as np
+
+    from faceres.imageio import write_png
+    from faceres.metrics.evaluate import EvalOptions, Networks, evaluate_folders
+    from faceres.metrics.manifold import precision_recall
+    from faceres.models import ModelConfig, generator_from_config
+    from faceres.restore import restore_folder
+    from faceres.train.precision import Precision
+    from tests.test_metrics import brute_force_pr
+
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    saved = matmul.fp32_precision, conv.fp32_precision
+    seen: dict[str, tuple[str, str]] = {}
+
+    def record(name):
+        def hook(module, args) -> None:
+            seen.setdefault(name, (matmul.fp32_precision, conv.fp32_precision))
+        return hook
+
+    try:
+        Precision("bf16", torch.device("cpu")).configure()
+        assert (matmul.fp32_precision, conv.fp32_precision) == ("tf32", "tf32")
+        rng = np.random.default_rng(0)
+        real, fake = rng.normal(size=(40, 8)).astype(np.float32), rng.normal(size=(40, 8)).astype(np.float32)
+        result = precision_recall(real, fake, ks=(1, 2))
+        expected = brute_force_pr(real, fake, (1, 2), True)
+        assert (result.precision, result.iprecision) == (expected["precision"], expected["iprecision"])
+
+        generator = generator_from_config(ModelConfig(resolution=64, skips=2, width=0.125)).eval()
+        generator.register_forward_pre_hook(record("restore"))
+        inputs = tmp_path / "degraded"
+        for i in range(3):
+            write_png(inputs / f"{i}.png", rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8))
+        restore_folder(generator, inputs, tmp_path / "restored", progress=False)
+        import torchvision
+
+        vgg = torchvision.models.vgg16(weights=None).features.eval()
+        networks = Networks(fid_inception=None, lpips_backbone=lambda net: vgg, identity_embedder=None)
+        # LPIPS copies the backbone's weights into its own network: watch every module's forward pass
+        handle = torch.nn.modules.module.register_module_forward_pre_hook(record("evaluate"))
+        try:
+            evaluate_folders(tmp_path / "restored", inputs, ["lpips"], networks=networks,
+                             options=EvalOptions(ci_level=None, progress=False))
+        finally:
+            handle.remove()
+        assert seen == {"restore": ("ieee", "ieee"), "evaluate": ("ieee", "ieee")}
+        assert (matmul.fp32_precision, conv.fp32_precision) == ("tf32", "tf32")  # the caller's, restored
+    finally:
+        matmul.fp32_precision, conv.fp32_precision = saved

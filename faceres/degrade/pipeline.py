@@ -11,8 +11,7 @@ Online (:func:`apply_bfr_tensor`): parameter tensors, one batched FFT blur, then
 
 from __future__ import annotations
 
-import contextlib
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +42,7 @@ from faceres.degrade.sampling import (
     sample_bfr,
     sr_params,
 )
-from faceres.devices import autocast_off
+from faceres.devices import autocast_off, float32_matmuls
 from faceres.errors import ConfigError, DataError
 
 NoiseSource = Callable[[int, int], torch.Tensor]
@@ -269,18 +268,6 @@ def apply_bfr_tensor(
         if jpeg == "diff":
             return _degrade_canvas(images, params, rounding)
         return _degrade_each(images, params, jpeg, rounding)
-
-
-@contextlib.contextmanager
-def float32_matmuls() -> Iterator[None]:
-    """IEEE float32 matmuls and convolutions inside (TF32 off), the caller's setting restored after."""
-    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
-    saved = matmul.fp32_precision, conv.fp32_precision
-    matmul.fp32_precision = conv.fp32_precision = "ieee"
-    try:
-        yield
-    finally:
-        matmul.fp32_precision, conv.fp32_precision = saved
 
 
 def _blur_online(images: torch.Tensor, params: OnlineBFRParams) -> torch.Tensor:

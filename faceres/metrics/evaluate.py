@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from faceres.config import check_ks
+from faceres.devices import float32_matmuls
 from faceres.errors import ConfigError, DataError
 from faceres.metrics.fid import GaussianStats, cached_features, frechet_distance, image_set_statistics, network_key
 from faceres.metrics.images import (
@@ -224,6 +225,7 @@ def _json_safe(value):
     return value
 
 
+@float32_matmuls()  # LPIPS and the FID Inception in IEEE float32 on CUDA too (cuDNN defaults to TF32)
 def evaluate_folders(
     pred_dir: str | os.PathLike,
     gt_dir: str | os.PathLike,

@@ -27,7 +27,6 @@ compared as squared distances.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import faiss
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 
 from faceres.config import check_ks
+from faceres.devices import float32_matmuls
 from faceres.errors import DataError
 
 _UNIT_ROUNDOFF_F32 = 2.0**-24
@@ -234,18 +234,7 @@ class _BallTest:
         return examined[rows]
 
 
-@contextmanager
-def _ieee_float32_matmul():
-    """The error bounds assume true float32 products: no TF32 / bfloat16 shortcuts a caller may have enabled."""
-    previous = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(previous)
-
-
-@_ieee_float32_matmul()
+@float32_matmuls()  # the error bounds assume true float32 products: no TF32 a caller may have enabled
 def _cross_membership(fake: _FeatureSet, real: _FeatureSet, fake_r2: np.ndarray, real_r2: np.ndarray):
     """(fake_in_real_ball, real_in_fake_ball): n x k_max bool arrays from one tiled pass over fake x real.
 

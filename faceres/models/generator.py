@@ -132,7 +132,9 @@ class StyleBlock(nn.Module):
             x = self.skip(x, encoder_feature)
         x = self.conv0(x, w, noise_mode=noise_mode, noise_keys=noise_keys, fused=fused)
         x = self.conv1(x, w, noise_mode=noise_mode, noise_keys=noise_keys, fused=fused)
-        rgb = self.torgb(x, w, fused=fused)
+        # The image path stays float32 under bf16 autocast (stylegan2-ada's img): bf16 would round the skip sum
+        # of every resolution's RGB and the output to 8 bits of mantissa (~0.5 grey level).
+        rgb = self.torgb(x, w, fused=fused).float()
         img = rgb if img is None else upsample2x(img) + rgb
         assert_shape(x, [None, self.out_channels, res, res], f"StyleBlock@{res} output")
         assert_shape(img, [x.shape[0], IMAGE_CHANNELS, res, res], f"StyleBlock@{res} image")

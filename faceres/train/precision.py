@@ -12,11 +12,15 @@ Why bf16 and not fp16: bfloat16 keeps float32's exponent range, so no loss scali
 activations nor the R1 gradient penalty can overflow (stylegan2-ada-pytorch clamps its fp16 layers' outputs
 for that reason). What stays float32 in every mode: the weights, Adam's moments and the EMA generator
 (autocast casts copies, never the parameters); the online degradation (`apply_bfr_tensor` opts out of
-autocast: blur kernels, JPEG tables); network outputs before any loss (cast back with `.float()`); the
-minibatch standard deviation, the demodulation coefficients, Gram matrices and every loss reduction. Restoration for evaluation always runs in
-float32, so reported metrics do not depend on the training precision beyond the trained weights.
+autocast: blur kernels, JPEG tables); the generator's image path (each ToRGB output is cast to float32 and
+summed over resolutions in float32, as stylegan2-ada keeps ``img``); network outputs before any loss; the
+minibatch standard deviation, the demodulation coefficients, Gram matrices and every loss reduction.
+Restoration and evaluation run in IEEE float32 with TF32 off on CUDA too (faceres.devices.float32_matmuls), so
+reported metrics do not depend on the GPU or the training precision beyond the trained weights.
 
-On a CPU, bf16 autocast is only fast with AVX-512 BF16 / AMX: without them set perceptual_precision: fp32.
+bf16 needs a GPU with native bfloat16: NVIDIA Ampere (A100, RTX 30xx) or later. On a V100 (the paper's GPUs)
+bfloat16 is emulated and slow, and there is no fp16 path: set ``precision: fp32`` there. On a CPU, bf16 autocast
+is only fast with AVX-512 BF16 / AMX: without them set perceptual_precision: fp32.
 """
 
 from __future__ import annotations
