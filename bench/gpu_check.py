@@ -1,5 +1,7 @@
 """One prepared check of the GPU path on one CUDA GPU, in under 8 minutes (about 3-4 on an A100/H100).
 
+bf16 needs Ampere or later (on a V100 it is emulated: the paper profile there needs ``precision: fp32``).
+
     .venv/bin/python bench/gpu_check.py [--steps 6] [--images 32] [--out DIR]
 
 1. Training steps of the main arm (adversarial augmentation on every image, mode both; D step with lazy R1)
@@ -8,6 +10,8 @@
    host synchronisation in the hot loop raises. The log itself (one read-back) runs outside it. Prints
    images/s, peak GPU memory and the step's FLOP/s as a share of a dense conv peak (bf16 or fp32, the step's
    own precision) measured in the same run.
+   At 64 px the run is then resumed: a checkpoint written from the GPU by the product's writer, read back as
+   a resumed run reads it, and two more steps under the sync check.
 2. Restoration (batched, seeded noise) and evaluation of `--images` test images on the GPU: LPIPS and the FID
    Inception on the GPU, dlib's identity network on the CPU. Uses the pretrained-weights cache when it is
    there (``faceres weights``); without it, untrained VGG16 / no FID and identity (said in the output).
@@ -71,7 +75,8 @@ def _vgg():
         return torchvision.models.vgg16(weights=None).features.eval().requires_grad_(False), "untrained (no cache)"
 
 
-def train_check(label: str, overrides: dict, data_dir: Path, steps: int, precision: str, peer: dict) -> dict:
+def train_check(label: str, overrides: dict, data_dir: Path, steps: int, precision: str, peer: dict,
+                resume: bool = False) -> dict:
     from faceres.arms import find_arm
     from faceres.config import load_config
     from faceres.data.prepare import prepare_dataset
@@ -117,10 +122,45 @@ def train_check(label: str, overrides: dict, data_dir: Path, steps: int, precisi
           f"{result['peak_gb']:6.2f} GiB  {flops / 1e9:8.1f} GFLOP = {100 * result['peak_share']:5.1f}% of the "
           f"{precision} conv peak  no host sync in {steps} steps; losses finite: {result['finite']} (VGG {vgg_kind})",
           flush=True)
+    if resume:
+        resume_check(trainer, config, dataset, vgg, images, data_dir.parent / f"resume-{precision}.pt")
     del trainer
     if DEVICE.type == "cuda":
         torch.cuda.empty_cache()
     return result
+
+
+def resume_check(trainer, config, dataset, vgg, images, checkpoint: Path) -> None:
+    """A checkpoint written from the device by the product's writer, read back as a resumed run reads it, then
+    two steps under the sync check: Adam's step counters must have stayed on the host (on the device each one
+    is read back in every optimizer step)."""
+    from faceres.arms import find_arm
+    from faceres.train.checkpoint import CheckpointWriter
+    from faceres.train.logs import LogWindow
+    from faceres.train.loop import Trainer, resume
+    from faceres.train.runcache import run_identity
+
+    arm = find_arm(config, "main")
+    run = run_identity(config, arm, dataset.digest(), 1)
+    writer = CheckpointWriter()
+    writer.save(trainer.state(run), checkpoint)
+    writer.wait()
+    resumed = Trainer(config, arm, dataset, vgg, trainer.ctx)
+    resume(resumed, checkpoint, run)
+    same = all(torch.equal(a, b) for a, b in zip(resumed.G.state_dict().values(), trainer.G.state_dict().values()))
+    on_host = resumed.step_counters_on_host()
+    window = LogWindow(DEVICE)
+    with sync_check(True):
+        for step in range(resumed.step, resumed.step + 2):
+            resumed.step = step
+            window.add(resumed.train_step(images), step)
+    _, first_bad, _ = window.flush(resumed.ctx)
+    synchronize()
+    print(f"resume: checkpoint of step {trainer.step} written from {DEVICE} and read back (weights equal: {same}); "
+          f"Adam step counters on the host: {on_host}; 2 steps with no host sync; losses finite: {first_bad < 0}",
+          flush=True)
+    if not (same and on_host and first_bad < 0):
+        raise SystemExit("gpu_check: the resumed run differs from the one it resumed")
 
 
 def restore_and_evaluate(work: Path, images: int) -> None:
@@ -222,7 +262,8 @@ def main() -> None:
         large = {"profiles.cpu.resolution": 512, "profiles.cpu.width": 1.0, "profiles.cpu.identities": 4,
                  "profiles.cpu.images_per_identity": 2, "data.test_fraction": 0.34}
         for precision in ("bf16", "fp32") if DEVICE.type == "cuda" else ("fp32",):
-            train_check(f"64 px, width 0.25, {precision}", small, tmp / "d64", args.steps, precision, peers[precision])
+            train_check(f"64 px, width 0.25, {precision}", small, tmp / "d64", args.steps, precision, peers[precision],
+                        resume=True)
             if DEVICE.type == "cuda":
                 train_check(f"512 px, width 1.0, {precision}", large, tmp / "d512", args.steps, precision,
                             peers[precision])

@@ -72,7 +72,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     forwarded = ["train", args.arm, "--params", args.params, "--data", args.data, "--out", args.out]
     forwarded += [f"-S{o}" for o in args.overrides] + (["--no-track"] if args.no_track else [])
     train.run_or_launch(config_from_args(args), args.arm, Path(args.data), Path(args.out), not args.no_track,
-                        forwarded)
+                        forwarded, data_digest=args.data_digest)
 
 
 def _cmd_restore(args: argparse.Namespace) -> None:
@@ -253,6 +253,14 @@ def _cmd_replay(args: argparse.Namespace) -> None:
     print(out)
 
 
+def _sha256_hex(value: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise argparse.ArgumentTypeError(f"--data-digest = {value}: allowed: a sha256 of 64 lower-case hex digits")
+    return value
+
+
 def _stage_parser(sub, name: str, help: str, *, tasks: bool = False) -> argparse.ArgumentParser:
     """A pipeline-stage verb: params.yaml and -S overrides, --no-track, and (``tasks``) one or more --task."""
     p = sub.add_parser(name, help=help)
@@ -288,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("arm", help="main, or an arm of params.yaml ablations.arms")
     p.add_argument("--data", default="data/prepared", help="prepared dataset (default: data/prepared)")
     p.add_argument("--out", default=None, help="output directory (default: models/ARM)")
+    # the training images' sha256, handed by the launcher to the torchrun processes it starts (hashed once)
+    p.add_argument("--data-digest", type=_sha256_hex, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(

@@ -54,6 +54,14 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     tmp.rename(path)
 
 
+def write_json(path: str | Path, document: Any) -> None:
+    """`document` as indented JSON, atomically: readers in other processes see the old file or the new one."""
+    import json
+
+    with atomic_write(path) as handle:
+        handle.write((json.dumps(document, indent=2) + "\n").encode())
+
+
 def save_torch(obj: Any, path: str | Path) -> None:
     """torch.save, atomically and fsynced: a kill or a power cut leaves the old file intact."""
     import torch  # imported here: most users of this module need no torch

@@ -16,6 +16,7 @@ a host sync) and, past it, at the augmentation's CPU parameters and `better.any(
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,9 @@ from faceres.degrade.sampling import sample_online
 from faceres.train.data import FaceImages, step_degradations
 from faceres.train.distributed import DistContext
 from faceres.train.logs import LogWindow
-from faceres.train.loop import Trainer
+from faceres.files import save_torch
+from faceres.train.loop import Trainer, resume
+from faceres.train.runcache import run_identity
 from tests.conftest import small_config
 
 META = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("meta"))
@@ -129,3 +132,31 @@ def test_the_degradation_and_the_networks_run_on_fake_cuda_tensors(data):
                 apply_bfr_tensor(gt, params.to("cpu"))
     finally:
         clear_device_caches()  # per-device constants made of fake tensors must not outlive the mode
+
+
+def test_a_resumed_run_keeps_adams_step_counters_on_the_host_and_steps_without_a_host_read(data, tmp_path):
+    # Review 2, finding 4: at 67a98fd the checkpoint was read with map_location=<training device>, which put
+    # Adam's `step` counters on the device; non-capturable Adam then reads each one back (`.item()`) in every
+    # optimizer step: two host syncs per parameter tensor. Here the resumed step runs on the meta device, where
+    # any such read raises.
+    config = small_config(**FULL_STEP)
+    dataset = FaceImages(data)
+    arm = find_arm(config, "main")
+    cpu = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    images = torch.stack([dataset[i][1] for i in range(config.scale.batch)])
+    trainer = Trainer(config, arm, dataset, _vgg_features(), cpu)
+    trainer.train_step(images)
+    trainer.step = 1
+    run = run_identity(config, arm, "0" * 64, 1)
+    save_torch(trainer.state(run), tmp_path / "checkpoint.pt")
+
+    resumed = Trainer(config, arm, dataset, _vgg_features(), META)
+    with warnings.catch_warnings():  # loading real tensors into meta parameters is a no-op, and says so
+        warnings.simplefilter("ignore", UserWarning)
+        resume(resumed, tmp_path / "checkpoint.pt", run)
+    assert resumed.step == 1
+    counters = [state["step"] for opt in (resumed.opt_g, resumed.opt_d) for state in opt.state.values()]
+    assert len(counters) == len(list(resumed.G.parameters())) + len(list(resumed.D.parameters()))
+    assert {c.device.type for c in counters} == {"cpu"} and resumed.step_counters_on_host()
+    assert _everything_on(META.device, resumed) == []  # the moments went to the device with their parameters
+    resumed.train_step(images)  # raises on any host read

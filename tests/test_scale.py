@@ -49,7 +49,11 @@ def test_a_launch_plans_gpus_times_nodes_processes(monkeypatch):
     monkeypatch.setenv("FACERES_TORCHRUN_ARGS", "--nnodes two")
     with pytest.raises(ConfigError, match="FACERES_TORCHRUN_ARGS: --nnodes 'two': allowed: an integer or MIN:MAX"):
         planned_processes(config)
-    assert planned_processes(small_config()) == 1  # the cpu profile: one process, whatever the variable says
+    # the cpu profile: training in this process, or one gloo process per node when nodes are asked for
+    monkeypatch.setenv("FACERES_TORCHRUN_ARGS", "--nnodes 2 --rdzv_backend c10d")
+    assert planned_processes(small_config()) == 2
+    monkeypatch.delenv("FACERES_TORCHRUN_ARGS")
+    assert planned_processes(small_config()) == 1
 
 
 def test_the_log_window_averages_on_the_device_and_names_the_first_non_finite_step():

@@ -5,6 +5,7 @@ a three-minute blind-restoration run on real faces restores held-out faces bette
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,7 +26,7 @@ from tests.conftest import REPO, small_config
 # (the perceptual terms need the weights cache; they are exercised by the real-data test below).
 TINY = [
     "profiles.cpu.width=0.125", "profiles.cpu.batch=8", "profiles.cpu.epochs=4", "profiles.cpu.workers=0",
-    "train.perceptual_weight=0", "train.style_weight=0", "train.checkpoint_every=1", "train.log_every=1",
+    "train.perceptual_weight=0", "train.style_weight=0", "profiles.cpu.checkpoint_every=1", "train.log_every=1",
     "train.r1_interval=2", "train.noise_mode=none", "train.augment.prob=0.5",
 ]
 
@@ -97,19 +98,30 @@ def test_kill_minus_nine_then_rerun_gives_the_weights_of_an_uninterrupted_run(ti
         assert torch.equal(expected[name], resumed[name]), name
 
 
-@pytest.mark.slow
-def test_two_gloo_processes_sharing_the_global_batch_match_one_process(tiny_data, tmp_path):
-    # Two steps with every part on: adversarial augmentation, D step, R1 at step 0, EMA. `batch` is global: 8 = 4 + 4.
-    two_steps = [*TINY, "profiles.cpu.epochs=2"]
-    single = tmp_path / "single"
-    subprocess.run(_train_cmd(tiny_data, single, _small(two_steps)), env=_env(tmp_path / "c1"), check=True,
-                   capture_output=True, timeout=600)
-    ddp = tmp_path / "ddp"
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
-    result = subprocess.run(_train_cmd(tiny_data, ddp, _small(two_steps), launcher),
-                            env=_env(tmp_path / "c2"), capture_output=True, text=True, timeout=600)
+TWO_STEPS = [*TINY, "profiles.cpu.epochs=2"]  # every part on: augmentation, D step, R1 at step 0, EMA
+
+
+def _torchrun(nproc: int, *args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), *args]
+
+
+@pytest.fixture(scope="module")
+def one_node_two_processes(tiny_data, tmp_path_factory) -> dict:
+    """The generator of a two-step run by two gloo processes on one node (torchrun, global batch 8 = 4 + 4)."""
+    out = tmp_path_factory.mktemp("ddp")
+    launcher = _torchrun(2, "--master_port", str(_free_port()))
+    result = subprocess.run(_train_cmd(tiny_data, out / "model", _small(TWO_STEPS), launcher),
+                            env=_env(out / "cache"), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    one, two = _generator_state(single), _generator_state(ddp)
+    return _generator_state(out / "model")
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_sharing_the_global_batch_match_one_process(tiny_data, tmp_path, one_node_two_processes):
+    single = tmp_path / "single"
+    subprocess.run(_train_cmd(tiny_data, single, _small(TWO_STEPS)), env=_env(tmp_path / "c1"), check=True,
+                   capture_output=True, timeout=600)
+    one, two = _generator_state(single), one_node_two_processes
     diff = torch.cat([(one[k].float() - two[k].float()).abs().flatten() for k in one])
     print(f"\nDDP vs single: max abs diff {float(diff.max()):.3g}, share > 1e-5: {float((diff > 1e-5).float().mean()):.2e}")
     # Same images, degradations and augmentation draws per global position; only the order of float32 sums
@@ -121,6 +133,110 @@ def test_two_gloo_processes_sharing_the_global_batch_match_one_process(tiny_data
     assert float(diff.max()) <= lr
     assert float((diff > 1e-5).float().mean()) < 0.01
     assert float(diff.mean()) < 1e-6
+
+
+def _node_workspace(root: Path, data: Path) -> Path:
+    """A checkout as each node has one: params.yaml (with the tiny run's values) and data/prepared."""
+    from faceres.pipeline.dvc import set_params
+
+    root.mkdir(parents=True)
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    set_params(root / "params.yaml", _small(TWO_STEPS))
+    (root / "data").mkdir()
+    (root / "data" / "prepared").symlink_to(data)
+    return root
+
+
+def _start_node(workspace: Path, command: list[str], cache: Path, rendezvous: str, address: str) -> subprocess.Popen:
+    # c10d ranks the nodes by address: --local_addr decides which node gets rank 0 (on real nodes, the host name)
+    env = {**_env(cache), "FACERES_TORCHRUN_ARGS": f"--nnodes 2 --rdzv_backend c10d --rdzv_endpoint {rendezvous} "
+                                                    f"--rdzv_id faceres-test --local_addr {address}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.Popen(command, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _two_nodes(tmp: Path, data: Path, caches: tuple[Path, Path]) -> tuple[tuple[int, str], tuple[int, str], Path, Path]:
+    """README's recipe on one machine: node 0 runs the train-main stage's command (what `dvc repro train-main`
+    runs), node 1 `faceres train main --no-track`; node 1 is started first and gets rank 0."""
+    node0, node1 = _node_workspace(tmp / "node0", data), _node_workspace(tmp / "node1", data)
+    rendezvous = f"127.0.0.1:{_free_port()}"
+    other = _start_node(node1, [sys.executable, "-m", "faceres.cli", "train", "main", "--no-track"], caches[1],
+                        rendezvous, "127.0.0.1")
+    stage = _start_node(node0, [sys.executable, str(REPO / "stages" / "train.py"), "main"], caches[0], rendezvous,
+                        "127.0.0.2")
+    results = []
+    for process in (stage, other):
+        output, _ = process.communicate(timeout=600)
+        results.append((process.returncode, output))
+    return results[0], results[1], node0, node1
+
+
+@pytest.mark.slow
+def test_the_several_nodes_recipe_gives_the_weights_of_one_node_with_two_processes(tiny_data, tmp_path,
+                                                                                   one_node_two_processes):
+    # README "Several nodes", run: two torchrun agents (one gloo process each) meet at a c10d rendezvous on
+    # 127.0.0.1. At 67a98fd the recipe trained only where the profile had GPUs, and the DVC node wrote no
+    # outputs whenever c10d gave rank 0 to the other node (it ranks nodes by host name, not --node_rank).
+    shared = tmp_path / "shared-cache"
+    (code0, out0), (code1, out1), node0, node1 = _two_nodes(tmp_path / "shared", tiny_data, (shared, shared))
+    assert code0 == 0, out0[-3000:]
+    assert code1 == 0, out1[-3000:]
+    assert "train main: 2 steps" in out1 and "train main: 2 steps" not in out0  # rank 0 was on node 1
+    reference = one_node_two_processes
+    for node in (node0, node1):  # every node ends with the result, bit for bit the one-node run's
+        weights = _generator_state(node / "models" / "main")
+        assert weights.keys() == reference.keys()
+        assert all(torch.equal(weights[k], reference[k]) for k in reference), node
+    # the DVC node's MLflow run has the training curves, though rank 0 ran elsewhere
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{node0 / 'mlflow.db'}")
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])
+            if r.data.tags.get("arm") == "main" and r.info.run_name == "train-main"]
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "g_l1")] == [1, 2]
+
+    # a node started without the shared cache: every process stops with the one-line error naming FACERES_CACHE
+    (code0, out0), (code1, out1), _, _ = _two_nodes(tmp_path / "unshared", tiny_data,
+                                                    (tmp_path / "cache-a", tmp_path / "cache-b"))
+    assert code0 != 0 and code1 != 0
+    for output in (out0, out1):
+        errors = [line for line in output.splitlines() if line.startswith("error: FACERES_CACHE = ")]
+        assert errors and "1 of 2 training processes cannot see" in errors[0], output[-3000:]
+
+
+def test_a_checkpoint_of_another_run_is_refused_with_what_differs_and_left_as_it_is(tiny_data, tmp_path):
+    # A run folder holding another run's checkpoint (copied by hand, or from other code): never resumed from.
+    from faceres.arms import find_arm
+    from faceres.config import load_config, parse_override
+    from faceres.files import sha256_file
+    from faceres.train.distributed import DistContext
+    from faceres.train.loop import TrainingError, train_arm
+    from faceres.train.runcache import run_directory, run_identity
+    from faceres.train.data import FaceImages
+
+    def config_with(lr: float):
+        overrides = dict(parse_override(o) for o in _small(TINY))
+        return load_config(REPO / "params.yaml", overrides={**overrides, "train.lr": lr})
+
+    ctx = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    digest = FaceImages(tiny_data).digest()
+    with mock.patch.dict(os.environ, {CACHE_ENV: str(tmp_path / "cache")}):
+        first, second = config_with(0.002), config_with(0.003)
+        train_arm(first, find_arm(first, "main"), tiny_data, tmp_path / "a", vgg_features=None, ctx=ctx,
+                  progress=False, stop_after=1)
+        source = run_directory(run_identity(first, find_arm(first, "main"), digest, 1).key) / CHECKPOINT_FILE
+        target_dir = run_directory(run_identity(second, find_arm(second, "main"), digest, 1).key)
+        target_dir.mkdir(parents=True)
+        shutil.copy(source, target_dir / CHECKPOINT_FILE)
+        before = sha256_file(target_dir / CHECKPOINT_FILE)
+        with pytest.raises(TrainingError) as caught:
+            train_arm(second, find_arm(second, "main"), tiny_data, tmp_path / "b", vgg_features=None, ctx=ctx,
+                      progress=False)
+    assert str(caught.value) == (
+        f"{target_dir}: holds a checkpoint of another run (differs in: settings train.lr); not resumed and left "
+        f"as it is; to train this run from step 0, delete {target_dir / CHECKPOINT_FILE}")
+    assert sha256_file(target_dir / CHECKPOINT_FILE) == before and not (tmp_path / "b").exists()
 
 
 def blind_restoration_run(celeba: Path, work: Path, seed: int, limit: int, overrides: dict) -> dict[str, float]:

@@ -132,9 +132,13 @@ class ProfileConfig:
     r1_gamma: float = field(default=10.0, metadata=_check(lambda v: v >= 0, "a number >= 0"))
     """R1 penalty weight on reals; StyleGAN2-ADA's heuristic 0.0002 R^2 / batch (cpu 0.1, gpu 1.0); paper: 10, GFPGAN's value at 512 px"""
     checkpoint_minutes: float | None = field(
-        default=None, metadata=_check(lambda v: v is None or v > 0, "null (steps only) or minutes > 0")
+        default=None, metadata=_check(lambda v: v is None or v > 0, "null (by steps only) or minutes > 0")
     )
-    """also checkpoint every this many minutes (null: only every train.checkpoint_every steps)"""
+    """checkpoint every this many minutes (null: by steps only); with checkpoint_every, whichever comes first"""
+    checkpoint_every: int | None = field(
+        default=None, metadata=_check(lambda v: v is None or v > 0, "null (by time only) or an integer > 0")
+    )
+    """checkpoint every this many steps (null: by time only: a paper-profile checkpoint is 0.8 GB, each a blocking copy to the host); a run's end always writes its result"""
 
     @property
     def device_type(self) -> str:
@@ -288,8 +292,6 @@ class TrainConfig:
     """steps between logged losses (the one read-back from the device)"""
     sample_every: int = field(metadata=_positive_int)
     """steps between MLflow sample grids (input / output / ground truth)"""
-    checkpoint_every: int = field(metadata=_positive_int)
-    """steps between checkpoints (resume after an interruption)"""
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from faceres.errors import DataError
+from faceres.files import write_json
 from faceres.pipeline.layout import PER_IMAGE, STATUS_FILE
 from faceres.results import NOT_PROVIDED, NOT_RUN
 from faceres.train.checkpoint import SUMMARY_FILE as TRAIN_SUMMARY  # the file train writes either way
@@ -24,8 +25,7 @@ OK = "ok"
 
 
 def _write(path: Path, document: dict) -> dict:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2) + "\n")
+    write_json(path, document)
     return document
 
 

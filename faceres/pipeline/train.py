@@ -44,11 +44,16 @@ def record_trained(run: StageRun, arm_name: str, summary: dict, out_dir: Path) -
 
 
 def train(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: bool = True,
-          key: str | None = None) -> dict:
-    """Train one arm in this process (or as one torchrun rank): resume / reuse by fingerprint."""
+          data_digest: str | None = None) -> dict:
+    """Train one arm in this process (or as one torchrun rank): resume / reuse by fingerprint.
+
+    The MLflow run is the one of each node's first process (local rank 0) started with tracking: on one node
+    that is rank 0; on several, the node that runs the DVC stage (the others run `faceres train --no-track`).
+    Every node's first process ends with the result in out_dir, whichever node rank 0 was on (c10d ranks the
+    nodes by host name).
+    """
     from faceres.arms import find_arm
     from faceres.train.distributed import init_distributed, shutdown
-    from faceres.train.checkpoint import SUMMARY_FILE
     from faceres.train.loop import train_arm
 
     arm = find_arm(config, arm_name)
@@ -63,7 +68,7 @@ def train(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: b
             from faceres.weights import load_vgg16_features
 
             vgg = load_vgg16_features()
-        tracked = track and ctx.is_main
+        tracked = track and ctx.local_rank == 0
         with maybe_tracked(
             config, "train", tracked, run_name=f"train-{arm_name}", logged_config=arm_config(config, arm),
             extra_params={**arm_params(arm), "world_size": ctx.world_size},
@@ -75,7 +80,7 @@ def train(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: b
                 config, arm, data_dir, out_dir, vgg_features=vgg, ctx=ctx,
                 log=run.log_metrics if run is not None else None,
                 log_image=run.log_image if run is not None else None,
-                key=key if ctx.world_size <= 1 else None,
+                data_digest=data_digest,
             )
             if run is not None and summary:
                 record_trained(run, arm_name, summary, out_dir)
@@ -89,43 +94,40 @@ def train(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: b
         shutdown(ctx)
 
 
-def run(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: bool = True) -> dict | None:
-    """Train `arm_name`, reusing a finished run with the same fingerprint: when there is one (as many processes
-    as the profile plans), copy its result and record the stage's MLflow run, before any torchrun launch. None
-    when the profile's GPUs must train it (the caller launches torchrun); on the CPU it trains here."""
+def run_or_launch(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: bool,
+                  forwarded: list[str], data_digest: str | None = None) -> None:
+    """Train `arm_name`, or copy a finished run with the same fingerprint from the run cache (trained by another
+    job, node or experiment) and record the stage's MLflow run, before any torchrun launch; otherwise train in
+    this process, or re-execute as torchrun with `forwarded` (a `faceres` command line) plus the training
+    images' digest, hashed here once for every process of this node. `data_digest`: given when this process is
+    one of those torchrun started."""
     from faceres.arms import find_arm
-    from faceres.train.launch import planned_processes
-    from faceres.train.checkpoint import SUMMARY_FILE
+    from faceres.train.launch import planned_processes, relaunch_under_torchrun, torchrun_command, under_torchrun
     from faceres.train.runcache import finished_run, reuse_finished_run
 
+    if under_torchrun():
+        train(config, arm_name, data_dir, out_dir, track, data_digest=data_digest)
+        return
     arm = find_arm(config, arm_name)
-    on_cpu = config.scale.gpus == 0
     if arm.not_runnable_reason(config.resolution) is not None:
-        return train(config, arm_name, data_dir, out_dir, track) if on_cpu else None
-    key, finished = finished_run(config, arm, data_dir, planned_processes(config))
+        train(config, arm_name, data_dir, out_dir, track)  # records it as not run; nothing to launch
+        return
+    processes = planned_processes(config)
+    run, finished = finished_run(config, arm, data_dir, processes)
     if not finished:
-        # the fingerprint is this process's to compute again only under torchrun (one process per GPU)
-        return train(config, arm_name, data_dir, out_dir, track, key=key) if on_cpu else None
+        command = torchrun_command(config, [*forwarded, "--data-digest", run.data_digest])
+        if command is None:
+            train(config, arm_name, data_dir, out_dir, track, data_digest=run.data_digest)
+        else:
+            relaunch_under_torchrun(command)
+        return
     with maybe_tracked(config, "train", track, run_name=f"train-{arm_name}", logged_config=arm_config(config, arm),
-                       extra_params={**arm_params(arm), "world_size": planned_processes(config)}) as mlflow_run:
-        summary = reuse_finished_run(arm, key, out_dir)
+                       extra_params={**arm_params(arm), "world_size": processes}) as mlflow_run:
+        summary = reuse_finished_run(arm, run.key, out_dir)
         if mlflow_run is not None:
             mlflow_run.set_tags({"arm": arm_name})
             log_training_data(mlflow_run, data_dir)
-            record_trained(mlflow_run, arm_name, {**summary, "reused": True}, out_dir)
-    return summary
-
-
-def run_or_launch(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: bool,
-                  forwarded: list[str]) -> None:
-    """:func:`run`, or re-execute as torchrun with `forwarded` (a `faceres` command line) for the GPUs."""
-    from faceres.train.launch import relaunch_under_torchrun, under_torchrun
-
-    if under_torchrun():
-        train(config, arm_name, data_dir, out_dir, track)
-        return
-    if run(config, arm_name, data_dir, out_dir, track) is None:
-        relaunch_under_torchrun(config, forwarded)
+            record_trained(mlflow_run, arm_name, summary, out_dir)
 
 
 @user_errors_exit

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import logging
 import math
-import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -31,7 +29,7 @@ from faceres.config import Config
 from faceres.degrade.ops import to_uint8
 from faceres.degrade.pipeline import apply_bfr_tensor
 from faceres.errors import FaceresError
-from faceres.files import load_torch, sha256_file
+from faceres.files import atomic_directory, load_torch, sha256_file, write_json
 from faceres.losses import (
     GeneratorLoss,
     LossWeights,
@@ -52,7 +50,7 @@ from faceres.train.checkpoint import (
     GENERATOR_FILE,
     SUMMARY_FILE,
     CheckpointWriter,
-    fingerprint,
+    inputs_difference,
 )
 from faceres.train.data import FaceImages, StepBatchSampler, StepPlan, mirrored, rank_batch, step_degradations
 from faceres.train.distributed import (
@@ -66,14 +64,16 @@ from faceres.train.logs import LogWindow
 from faceres.train.precision import Precision
 from faceres.train.process import configure_process
 from faceres.train.runcache import (
+    RunIdentity,
+    copy_run,
     model_config,
+    read_summary,
     reuse_finished_run,
     run_directory,
-    run_key,
+    run_identity,
 )
 
 log = logging.getLogger(__name__)
-
 
 
 class TrainingError(FaceresError):
@@ -127,10 +127,11 @@ class Trainer:
         self.seconds = 0.0
 
     # ---------------------------------------------------------------------------------------------------
-    def state(self, fingerprint_: str) -> dict:
+    def state(self, run: RunIdentity) -> dict:
         return {
             "format": CHECKPOINT_FORMAT,
-            "fingerprint": fingerprint_,
+            "fingerprint": run.key,
+            "inputs": run.inputs,
             "step": self.step,
             "seconds": self.seconds,
             "G": self.G.state_dict(),
@@ -143,6 +144,10 @@ class Trainer:
         }
 
     def load_state(self, state: dict) -> None:
+        """Load a checkpoint read to the host: each network and optimizer copies its tensors to its device,
+        while Adam's `step` counters stay on the host, as a fresh Adam keeps them (on CUDA, a device counter
+        costs two host syncs per parameter tensor in every optimizer step)."""
+        assert all(t.device.type == "cpu" for t in _tensors(state)), "load the checkpoint with map_location='cpu'"
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
         self.G_ema.load_state_dict(state["G_ema"])
@@ -151,6 +156,10 @@ class Trainer:
         self.step = int(state["step"])
         self.seconds = float(state["seconds"])
         self.curve = list(state["curve"])
+
+    def step_counters_on_host(self) -> bool:
+        """Whether every Adam `step` counter is a host tensor (the sync-free optimizer step needs them there)."""
+        return all(s["step"].device.type == "cpu" for opt in (self.opt_g, self.opt_d) for s in opt.state.values())
 
     # ---------------------------------------------------------------------------------------------------
     def train_step(self, images_uint8: torch.Tensor) -> dict[str, torch.Tensor | float]:
@@ -251,7 +260,6 @@ class Trainer:
 
 
 def _write_outputs(trainer: Trainer, out_dir: Path, fingerprint_: str, summary_extra: dict) -> dict:
-    out_dir.mkdir(parents=True, exist_ok=True)
     save_generator(
         out_dir / GENERATOR_FILE, trainer.G_ema if trainer.config.train.ema else trainer.G, trainer.model_config,
         ema=trainer.config.train.ema, arm=dataclasses.asdict(trainer.arm), fingerprint=fingerprint_,
@@ -275,7 +283,7 @@ def _write_outputs(trainer: Trainer, out_dir: Path, fingerprint_: str, summary_e
         "final": {k: v for k, v in last.items() if k != "step"},
         **summary_extra,
     }
-    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out_dir / SUMMARY_FILE, summary)  # atomic: in final/, its presence says the run is finished
     return summary
 
 
@@ -291,31 +299,32 @@ def train_arm(
     log_image: Callable[[np.ndarray, str, int], None] | None = None,
     progress: bool = True,
     stop_after: int | None = None,
-    key: str | None = None,
+    data_digest: str | None = None,
 ) -> dict:
     """Train `arm` (resuming or reusing a run with the same fingerprint) and write out_dir's outputs.
 
-    `key`: the run's fingerprint when the caller computed it already (for this world size); None computes it.
+    `data_digest`: the training images' digest when the caller hashed them already (the launcher hands it on;
+    only rank 0's is used); None: rank 0 hashes them here while the other ranks wait.
     `stop_after` ends the process's work after that many steps of this call (tests of interruption).
     Returns the summary written to out_dir/train.json (rank 0) or {} on other ranks.
     """
     out_dir = Path(out_dir)
-    train = config.train
     configure_process(config, ctx)
     dataset = FaceImages(data_dir, "train")
-    # Reading every training image is the fingerprint's cost (~30 GB for FFHQ at 512 px): rank 0 reads them.
-    if key is None:
-        key = broadcast_object(run_key(config, arm, dataset, ctx.world_size) if ctx.is_main else None, ctx)
-    run_dir = run_directory(key)
+    run = None
+    if ctx.is_main:
+        run = run_identity(config, arm, data_digest or dataset.digest(), ctx.world_size)
+    run = broadcast_object(run, ctx)
+    run_dir = run_directory(run.key)
     final_dir = run_dir / "final"
     check_shared_directory(run_dir, ctx, CACHE_ENV)
 
     if (final_dir / SUMMARY_FILE).is_file():
-        return reuse_finished_run(arm, key, out_dir) if ctx.is_main else {}
+        return reuse_finished_run(arm, run.key, out_dir) if ctx.local_rank == 0 else {}
 
     trainer = Trainer(config, arm, dataset, vgg_features, ctx)
     checkpoint = run_dir / CHECKPOINT_FILE
-    _resume(trainer, checkpoint, key)
+    resume(trainer, checkpoint, run)
 
     sampler = StepBatchSampler(trainer.plan, trainer.step, trainer.total_steps, ctx.rank, ctx.world_size)
     loader = torch.utils.data.DataLoader(
@@ -335,13 +344,15 @@ def train_arm(
     steps_this_call = 0
     last_good = trainer.step if checkpoint.is_file() else None
     writer = CheckpointWriter()
+    checkpoint_steps = config.scale.checkpoint_every  # None: by time only (GPU profiles)
     checkpoint_seconds = (config.scale.checkpoint_minutes or math.inf) * 60.0
     last_checkpoint_time = time.monotonic()
+    log_every = config.train.log_every
 
     def save_checkpoint() -> None:
         nonlocal last_good, last_checkpoint_time
         if ctx.is_main:
-            writer.save(trainer.state(key), checkpoint)
+            writer.save(trainer.state(run), checkpoint)
         last_good, last_checkpoint_time = trainer.step, time.monotonic()
 
     def stop_if_non_finite(first_bad: float) -> None:
@@ -358,8 +369,8 @@ def train_arm(
         if bar is not None:
             bar.update(1)
         last_step = trainer.step == trainer.total_steps
-        step_checkpoint = trainer.step % train.checkpoint_every == 0 and not last_step
-        if trainer.step % train.log_every == 0 or last_step or step_checkpoint:
+        step_checkpoint = checkpoint_steps is not None and trainer.step % checkpoint_steps == 0 and not last_step
+        if trainer.step % log_every == 0 or last_step or step_checkpoint:
             timed_out = ctx.is_main and time.monotonic() - last_checkpoint_time >= checkpoint_seconds
             steps_in_window = window.steps
             row, first_bad, timed_checkpoint = window.flush(ctx, want_checkpoint=timed_out)
@@ -371,13 +382,13 @@ def train_arm(
             row["step"] = trainer.step
             trainer.curve.append(row)
             window_start = time.perf_counter()
-            if log is not None and ctx.is_main:
+            if log is not None:  # the row is the all-reduced mean: the same on every rank
                 log({k: v for k, v in row.items() if k != "step"}, trainer.step)
             if bar is not None:
                 bar.set_postfix(l1=f"{row.get('g_l1', float('nan')):.4f}")
             if (step_checkpoint or timed_checkpoint) and not last_step:
                 save_checkpoint()
-        if log_image is not None and ctx.is_main and trainer.step % train.sample_every == 0:
+        if log_image is not None and trainer.step % config.train.sample_every == 0:
             log_image(trainer.sample_grid(), "samples", trainer.step)
         if stop_after is not None and steps_this_call >= stop_after:
             break
@@ -386,29 +397,56 @@ def train_arm(
         bar.close()
     if trainer.step < trainer.total_steps:
         return {}
-    summary = _publish(trainer, key, final_dir, out_dir, checkpoint) if ctx.is_main else {}
-    if log_image is not None and ctx.is_main and trainer.step % train.sample_every != 0:  # else logged above
+    summary = _publish(trainer, run.key, final_dir, out_dir, checkpoint) if ctx.is_main else {}
+    if log_image is not None and trainer.step % config.train.sample_every != 0:  # else logged above
         log_image(trainer.sample_grid(), "samples", trainer.step)
     barrier(ctx)
+    if ctx.local_rank == 0 and not ctx.is_main:  # another node's first process: rank 0's result, from the cache
+        copy_run(final_dir, out_dir)
+        summary = read_summary(out_dir)
     return summary
 
 
-def _resume(trainer: Trainer, checkpoint: Path, key: str) -> None:
-    """Continue from the run's checkpoint when there is one (every rank reads it from the shared cache)."""
+def resume(trainer: Trainer, checkpoint: Path, run: RunIdentity) -> None:
+    """Continue from the run's checkpoint when there is one (every rank reads it from the shared cache).
+
+    Read to the host and moved to the device by :meth:`Trainer.load_state`. A checkpoint of another run (other
+    settings, images or code: a copied or foreign folder) is refused with what differs, and left as it is.
+    """
     if not checkpoint.is_file():
         return
-    state = load_torch(checkpoint, map_location=trainer.ctx.device)
-    if state.get("format") != CHECKPOINT_FORMAT or state.get("fingerprint") != key:
-        raise TrainingError(f"{checkpoint}: checkpoint of another run; delete it to start over")
+    state = load_torch(checkpoint, map_location="cpu")
+    if state.get("format") != CHECKPOINT_FORMAT:
+        differs = f"checkpoint format {state.get('format')}, this faceres writes {CHECKPOINT_FORMAT}"
+    elif state.get("fingerprint") != run.key:
+        differs = inputs_difference(state.get("inputs"), run.inputs)
+    else:
+        differs = None
+    if differs is not None:
+        raise TrainingError(
+            f"{checkpoint.parent}: holds a checkpoint of another run (differs in: {differs}); not resumed and left "
+            f"as it is; to train this run from step 0, delete {checkpoint}"
+        )
     trainer.load_state(state)
     if trainer.ctx.is_main:
         log.info(f"train {trainer.arm.name}: resuming from step {trainer.step} of {trainer.total_steps} ({checkpoint})")
 
 
 def _publish(trainer: Trainer, key: str, final_dir: Path, out_dir: Path, checkpoint: Path) -> dict:
-    """Rank 0, at the end: the finished run into the run cache (final/), its copy into out_dir, no checkpoint."""
-    summary = _write_outputs(trainer, final_dir, key, {"total_steps": trainer.total_steps})
+    """Rank 0, at the end: the finished run into the run cache (final/, whole or absent), its copy into out_dir,
+    no checkpoint."""
+    with atomic_directory(final_dir) as tmp:
+        summary = _write_outputs(trainer, tmp, key, {"total_steps": trainer.total_steps})
     checkpoint.unlink(missing_ok=True)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    shutil.copytree(final_dir, out_dir)
+    copy_run(final_dir, out_dir)
     return summary
+
+
+def _tensors(obj) -> list[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, dict):
+        return [t for v in obj.values() for t in _tensors(v)]
+    if isinstance(obj, (list, tuple)):
+        return [t for v in obj for t in _tensors(v)]
+    return []
