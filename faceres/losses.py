@@ -64,7 +64,7 @@ class PerceptualLoss(nn.Module):
         self.bf16 = bf16
         unknown = [name for name in layers if name not in VGG16_LAYERS]
         if unknown or not layers:
-            raise ConfigError(f"perceptual layers {list(layers)!r} not allowed: choose from {list(VGG16_LAYERS)}")
+            raise ConfigError(f"perceptual layers = {list(layers)!r}: allowed: names from {list(VGG16_LAYERS)}")
         self.layer_names = tuple(sorted(set(layers), key=VGG16_LAYERS.__getitem__))
         self.indices = tuple(VGG16_LAYERS[name] for name in self.layer_names)
         deepest = self.indices[-1]
@@ -145,7 +145,7 @@ def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor, gamma: floa
 
 def _require_weight(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{name}={value!r} is not allowed: use a finite number >= 0")
+        raise ConfigError(f"{name} = {value!r}: allowed: a finite number >= 0")
     return float(value)
 
 
@@ -164,7 +164,7 @@ class R1Regularization:
     def __post_init__(self) -> None:
         _require_weight("r1_gamma", self.gamma)
         if isinstance(self.interval, bool) or not isinstance(self.interval, int) or self.interval < 1:
-            raise ConfigError(f"r1_interval={self.interval!r} is not allowed: use an integer >= 1")
+            raise ConfigError(f"r1_interval = {self.interval!r}: allowed: an integer >= 1")
 
     def applies_at(self, step: int) -> bool:
         """Whether discriminator step ``step`` (counting from 0) runs the R1 pass."""

@@ -49,9 +49,6 @@ def _dataclass_of(tp: Any) -> type | None:
     return None
 
 
-SECTION = object()  # the value shown for a key that holds further keys
-
-
 def leaf_docs(params: dict, cls: type = schema.Config, prefix: str = "") -> dict[str, str | None]:
     """Every leaf key of `params` (dotted, as dvc exp run -S names it) -> the meaning of its field, or None."""
     hints = typing.get_type_hints(cls)

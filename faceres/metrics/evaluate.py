@@ -112,23 +112,23 @@ class EvalOptions:
 
     def __post_init__(self):
         if not isinstance(self.crop_border, int) or self.crop_border < 0:
-            raise ConfigError(f"crop_border must be an integer >= 0, got {self.crop_border!r}")
+            raise ConfigError(f"crop_border = {self.crop_border!r}: allowed: an integer >= 0")
         if self.lpips_net not in LPIPS_NETS:
-            raise ConfigError(f"lpips_net must be one of {', '.join(LPIPS_NETS)}, got {self.lpips_net!r}")
+            raise ConfigError(f"lpips_net = {self.lpips_net!r}: allowed: {', '.join(LPIPS_NETS)}")
         object.__setattr__(self, "ks", check_ks(self.ks))
         for name in ("batch_size", "n_bootstrap"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} = {getattr(self, name)!r}: allowed: an integer >= 1")
         if not isinstance(self.num_workers, int) or self.num_workers < 0:
-            raise ConfigError(f"num_workers must be an integer >= 0, got {self.num_workers!r}")
+            raise ConfigError(f"num_workers = {self.num_workers!r}: allowed: an integer >= 0")
         if self.ci_level is not None and not 0.0 < self.ci_level < 1.0:
-            raise ConfigError(f"ci_level must lie in (0, 1) or be None, got {self.ci_level!r}")
+            raise ConfigError(f"ci_level = {self.ci_level!r}: allowed: a number in (0, 1) or None")
         if not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
+            raise ConfigError(f"seed = {self.seed!r}: allowed: an integer >= 0")
         try:
             torch.device(self.device)
         except RuntimeError:
-            raise ConfigError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {self.device!r}") from None
+            raise ConfigError(f"device = {self.device!r}: allowed: a torch device such as 'cpu' or 'cuda:0'") from None
 
     def loader(self) -> dict:
         return dict(batch_size=self.batch_size, num_workers=self.num_workers, progress=self.progress)

@@ -135,7 +135,7 @@ def iterate_batches(
 ) -> Iterator[tuple[list[int], object]]:
     """Yields (item indices, collated ``transform`` outputs) in order, with a tqdm bar counting images."""
     if batch_size < 1 or num_workers < 0:
-        raise ConfigError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size} and {num_workers}")
+        raise ConfigError(f"batch_size = {batch_size}, num_workers = {num_workers}: allowed: batch_size >= 1, num_workers >= 0")
     dataset = _LoadedFiles(items, transform)
     # Workers only load; collation (which raises our errors) runs here, where a DataError stays one line
     # instead of being re-raised wrapped in a worker traceback.

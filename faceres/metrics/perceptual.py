@@ -35,7 +35,7 @@ def build_lpips(net: str, backbone_features: nn.Module | Mapping[str, torch.Tens
     keys like ``'0.weight'``), e.g. with ImageNet weights. Nothing is downloaded.
     """
     if net not in LPIPS_NETS:
-        raise ConfigError(f"LPIPS net must be one of {', '.join(LPIPS_NETS)}; got {net!r}")
+        raise ConfigError(f"LPIPS net = {net!r}: allowed: {', '.join(LPIPS_NETS)}")
     model = copy.deepcopy(_lpips_template(net))
     source = backbone_features.state_dict() if isinstance(backbone_features, nn.Module) else dict(backbone_features)
     # lpips' slices keep torchvision's layer indices as child names: slice2 holds '4'...'8' for VGG16.

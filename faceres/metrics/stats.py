@@ -33,9 +33,9 @@ def bootstrap_mean_ci(values: np.ndarray, *, level: float, n_resamples: int, rng
     """Percentile-bootstrap interval of the mean of ``values`` (1-D), drawn from the caller's seeded generator."""
     values = np.asarray(values, dtype=np.float64)
     if not 0.0 < level < 1.0:
-        raise ConfigError(f"ci_level must lie in (0, 1), got {level}")
+        raise ConfigError(f"ci_level = {level}: allowed: a number in (0, 1)")
     if n_resamples < 1:
-        raise ConfigError(f"n_resamples must be a positive integer, got {n_resamples}")
+        raise ConfigError(f"n_resamples = {n_resamples}: allowed: an integer >= 1")
     if values.size == 1:  # every resample is the one value (scipy refuses a sample of one)
         return float(values[0]), float(values[0])
     # batch: resample in chunks so the index matrix stays small whatever n and n_resamples are.

@@ -4,7 +4,7 @@ Build them from a :class:`ModelConfig` (or :func:`build_generator` / :func:`buil
 float tensors [N, 3, R, R] in [-1, 1].
 """
 
-from faceres.models.architecture import SKIP_MODES, SKIP_NODES, Architecture, skip_nodes_at
+from faceres.models.architecture import SKIP_MODES, Architecture, skip_nodes_at
 from faceres.models.discriminator import Discriminator
 from faceres.models.generator import Generator
 from faceres.models.layers import NOISE_MODES
@@ -23,7 +23,6 @@ from faceres.models.registry import (
 __all__ = [
     "NOISE_MODES",
     "SKIP_MODES",
-    "SKIP_NODES",
     "Architecture",
     "Discriminator",
     "Generator",

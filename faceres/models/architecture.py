@@ -30,7 +30,6 @@ MAX_RESOLUTION = 512
 BOTTLENECK_RESOLUTION = 4
 ENCODER_CHANNELS = {256: 32, 128: 64, 64: 128, 32: 256, 16: 512, 8: 512, 4: 512}
 DECODER_CHANNELS = {8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32}
-SKIP_NODES = (8, 16, 32, 64, 128, 256)
 SKIP_MODES = ("add", "concat")
 DEFAULT_SKIPS = 4
 
@@ -42,21 +41,21 @@ def _is_int(value: object) -> bool:
 def require_int(name: str, value: object, low: int, high: int) -> int:
     """Return ``value`` if it is an integer (not a bool) in low..high, else raise a ConfigError naming it."""
     if not _is_int(value) or not low <= value <= high:
-        raise ConfigError(f"{name}={value!r} is not allowed: use an integer in {low}..{high}")
+        raise ConfigError(f"{name} = {value!r}: allowed: an integer in {low}..{high}")
     return value
 
 
 def require_number(name: str, value: object, low_exclusive: float, high: float) -> float:
     """Return ``value`` as float if it is a real number in (low_exclusive, high], else raise a ConfigError."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low_exclusive < value <= high:
-        raise ConfigError(f"{name}={value!r} is not allowed: use a number in ({low_exclusive}, {high}]")
+        raise ConfigError(f"{name} = {value!r}: allowed: a number in ({low_exclusive}, {high}]")
     return float(value)
 
 
 def validate_resolution(resolution: object) -> int:
     allowed = [2**k for k in range(int(math.log2(MIN_RESOLUTION)), int(math.log2(MAX_RESOLUTION)) + 1)]
     if not _is_int(resolution) or resolution not in allowed:
-        raise ConfigError(f"resolution={resolution!r} is not allowed: use one of {allowed}")
+        raise ConfigError(f"resolution = {resolution!r}: allowed: one of {allowed}")
     return resolution
 
 
@@ -74,7 +73,7 @@ def validate_skips(skips: object, resolution: int) -> int:
 
 def validate_skip_mode(skip_mode: object) -> str:
     if skip_mode not in SKIP_MODES:
-        raise ConfigError(f"skip_mode={skip_mode!r} is not allowed: use one of {list(SKIP_MODES)}")
+        raise ConfigError(f"skip_mode = {skip_mode!r}: allowed: one of {list(SKIP_MODES)}")
     return skip_mode  # type: ignore[return-value]
 
 

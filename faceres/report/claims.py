@@ -18,7 +18,6 @@ The verdict is mechanical; why a claim fails is for the reader's analysis, besid
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
