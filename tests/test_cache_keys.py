@@ -24,19 +24,8 @@ from faceres.metrics import fid
 from faceres.train import checkpoint
 from tests.conftest import REPO
 
-CACHES = {  # name: (entry modules, neutral modules, the expression that computes the key)
-    "training": (checkpoint.TRAINING_CODE, checkpoint.RESULT_NEUTRAL,
-                 "__import__('faceres.train.checkpoint', fromlist=['x']).fingerprint({'s': 1}, 'data')"),
-    "features": (fid.FEATURE_CODE, fid.FEATURE_NEUTRAL, "__import__('faceres.metrics.fid', fromlist=['x'])._code_key()"),
-}
-
-
-def _key_of(package_parent: Path, expression: str) -> str:
-    """The key as a fresh interpreter computes it from the faceres package under `package_parent`."""
-    result = subprocess.run([sys.executable, "-c", f"print({expression})"], cwd=package_parent, capture_output=True,
-                            text=True, timeout=300, env={"PYTHONPATH": str(package_parent), "PATH": "/usr/bin:/bin"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout.strip()
+CACHES = {"training": (checkpoint.TRAINING_CODE, checkpoint.RESULT_NEUTRAL),
+          "features": (fid.FEATURE_CODE, fid.FEATURE_NEUTRAL)}
 
 
 @pytest.fixture(scope="module")
@@ -46,29 +35,56 @@ def package_copy(tmp_path_factory) -> Path:
     return parent
 
 
-@pytest.mark.parametrize("cache, edited, changes", [
-    ("training", "seeds.py", True),     # the generator's noise keys, augmentation draws, degradation seeds
-    ("training", "imageio.py", True),   # how training images are decoded
-    ("training", "console.py", False),  # messages only: named neutral
-    ("features", "imageio.py", True),
-    ("features", "errors.py", False),
-])
-def test_editing_a_module_changes_the_key_unless_it_is_named_neutral(package_copy, cache, edited, changes):
-    expression = CACHES[cache][2]
-    before = _key_of(package_copy, expression)
-    source = package_copy / "faceres" / edited
+def _edited(package_parent: Path, module: str, compute):
+    """`compute()` while `module` (a path inside the package) carries one more line."""
+    source = package_parent / "faceres" / module
     original = source.read_text()
     try:
         source.write_text(original + "\n# an edit\n")
-        after = _key_of(package_copy, expression)
+        return compute()
     finally:
         source.write_text(original)
-    assert (after != before) == changes, (cache, edited, before, after)
+
+
+@pytest.mark.parametrize("cache, edited, changes", [
+    ("training", "seeds.py", True),             # the generator's noise keys, augmentation draws, degradation seeds
+    ("training", "imageio.py", True),           # how training images are decoded
+    ("training", "degrade/jpeg.py", True),
+    ("training", "console.py", False),          # messages only: named neutral
+    ("training", "pipeline/tracking.py", False),  # not imported by training
+    ("features", "imageio.py", True),
+    ("features", "errors.py", False),
+])
+def test_editing_a_module_changes_the_key_unless_it_is_named_neutral_or_not_imported(package_copy, cache, edited,
+                                                                                     changes):
+    entries, neutral = CACHES[cache]
+
+    def key() -> str:
+        return json.dumps(imports.file_digests(entries, neutral, package_copy / "faceres"), sort_keys=True)
+
+    assert (_edited(package_copy, edited, key) != key()) == changes, (cache, edited)
+
+
+def _fingerprint_in_a_fresh_process(package_parent: Path) -> str:
+    """train.checkpoint.fingerprint as a new interpreter computes it from the package under `package_parent`
+    (the function of that name at 67a98fd too)."""
+    code = "from faceres.train.checkpoint import fingerprint; print(fingerprint({'settings': 1}, 'data'))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=package_parent, capture_output=True, text=True,
+                            timeout=300, env={"PYTHONPATH": str(package_parent), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.strip()
+
+
+def test_after_an_edit_of_seeds_py_the_run_cache_no_longer_finds_the_old_run(package_copy):
+    # at 67a98fd all three were d5cbaac04461e1fb0a3a: the old generator would have been copied back
+    before = _fingerprint_in_a_fresh_process(package_copy)
+    assert _edited(package_copy, "seeds.py", lambda: _fingerprint_in_a_fresh_process(package_copy)) != before
+    assert _edited(package_copy, "console.py", lambda: _fingerprint_in_a_fresh_process(package_copy)) == before
 
 
 @pytest.mark.parametrize("cache", sorted(CACHES))
 def test_the_neutral_lists_name_existing_modules_of_the_closure(cache):
-    entries, neutral, _ = CACHES[cache]
+    entries, neutral = CACHES[cache]
     closure = imports.import_closure([imports.module_file(name) for name in entries])
     for name in neutral:
         assert imports.module_file(name) in closure, f"{name}: neutral but not imported by {entries}: a stale name"
