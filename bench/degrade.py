@@ -29,7 +29,7 @@ CELEBA = REPO.parent / "shared" / "data" / "celeba-10k" / "images"
 def load_faces(count: int, resolution: int) -> torch.Tensor:
     """(count, 3, R, R) uint8: CelebA faces cropped and resized as the data stage does, or random pixels."""
     from faceres.data.prepare import center_crop_resize
-    from faceres.imageio import read_rgb
+    from faceres.core.imageio import read_rgb
 
     files = sorted(glob.glob(str(CELEBA / "*.jpg")))[:count]
     if len(files) < count:
@@ -90,8 +90,8 @@ def _set_threads(threads: int) -> None:
 
 def run_ours(images: torch.Tensor, rows: list[dict], resolution: int) -> None:
     """degrade_batch in batches of 8: draws the same records as `rows` (same ids, seed 0), then degrades."""
-    from faceres.config import load_config
-    from faceres.degrade import degrade_batch
+    from faceres.config.schema import load_config
+    from faceres.degrade.chain import degrade_batch
 
     cfg = load_config(REPO / "params.yaml").degrade.bfr
     for i in range(0, len(rows), 8):
@@ -147,8 +147,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2])
     args = parser.parse_args()
 
-    from faceres.config import load_config
-    from faceres.degrade import degrade_batch
+    from faceres.config.schema import load_config
+    from faceres.degrade.chain import degrade_batch
 
     images = load_faces(args.images, args.resolution)
     cfg = load_config(REPO / "params.yaml").degrade.bfr

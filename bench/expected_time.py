@@ -34,8 +34,8 @@ def step_flops(profile: str, r1: bool, hardened: bool) -> tuple[int, int]:
     """(FLOPs of one per-GPU training step, per-GPU batch) at `profile`, every image hardened or none."""
     import torchvision
 
-    from faceres.arms import find_arm
-    from faceres.config import load_config
+    from faceres.config.arms import find_arm
+    from faceres.config.schema import load_config
     from faceres.train.distributed import DistContext
     from faceres.train import loop
     from faceres.train.loop import Trainer
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--tflops", type=float, default=94.0, help="assumed sustained TFLOP/s per GPU (bf16)")
     parser.add_argument("--images", type=int, default=70_000, help="training images per epoch (FFHQ: 70,000)")
     args = parser.parse_args()
-    from faceres.config import load_config
+    from faceres.config.schema import load_config
 
     print(f"ESTIMATES: FLOPs counted here on the meta device; {args.tflops:.0f} TFLOP/s sustained per GPU assumed; "
           f"{args.images:,} training images per epoch\n")

@@ -63,10 +63,10 @@ def synchronize() -> None:
 
 
 def _vgg():
-    from faceres.errors import FaceresError
+    from faceres.core.errors import FaceresError
 
     try:
-        from faceres.weights import load_vgg16_features
+        from faceres.weights.load import load_vgg16_features
 
         return load_vgg16_features(), "pretrained"
     except FaceresError:
@@ -77,8 +77,8 @@ def _vgg():
 
 def train_check(label: str, overrides: dict, data_dir: Path, steps: int, precision: str, peer: dict,
                 resume: bool = False) -> dict:
-    from faceres.arms import find_arm
-    from faceres.config import load_config
+    from faceres.config.arms import find_arm
+    from faceres.config.schema import load_config
     from faceres.data.prepare import prepare_dataset
     from faceres.train.data import FaceImages
     from faceres.train.distributed import DistContext
@@ -134,7 +134,7 @@ def resume_check(trainer, config, dataset, vgg, images, checkpoint: Path) -> Non
     """A checkpoint written from the device by the product's writer, read back as a resumed run reads it, then
     two steps under the sync check: Adam's step counters must have stayed on the host (on the device each one
     is read back in every optimizer step)."""
-    from faceres.arms import find_arm
+    from faceres.config.arms import find_arm
     from faceres.train.checkpoint import CheckpointWriter
     from faceres.train.logs import LogWindow
     from faceres.train.loop import Trainer, resume
@@ -164,13 +164,13 @@ def resume_check(trainer, config, dataset, vgg, images, checkpoint: Path) -> Non
 
 
 def restore_and_evaluate(work: Path, images: int) -> None:
-    from faceres.config import load_config
+    from faceres.config.schema import load_config
     from faceres.data.prepare import prepare_dataset
     from faceres.pipeline.degrade import degrade_dataset
-    from faceres.errors import FaceresError
+    from faceres.core.errors import FaceresError
     from faceres.metrics.evaluate import EvalOptions, Networks, evaluate_folders
-    from faceres.models import ModelConfig, generator_from_config
-    from faceres.restore import restore_folder
+    from faceres.models.build import ModelConfig, generator_from_config
+    from faceres.restore.folder import restore_folder
 
     config = load_config(REPO / "params.yaml", overrides={
         "profile": "cpu", "profiles.cpu.identities": images * 2, "profiles.cpu.images_per_identity": 1,
@@ -219,7 +219,7 @@ def jpeg_check() -> None:
     def psnr(a, b):
         return float(10 * torch.log10(1 / ((a.cpu() - b.cpu()) ** 2).mean()))
 
-    from faceres.devices import float32_matmuls
+    from faceres.core.devices import float32_matmuls
 
     saved = torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision
     torch.backends.cuda.matmul.fp32_precision = torch.backends.cudnn.conv.fp32_precision = "tf32"

@@ -65,14 +65,14 @@ def build_trainer(overrides: dict, data_dir: Path, device):
     and one batch of its images."""
     import torch
 
-    from faceres.arms import find_arm
-    from faceres.config import load_config
+    from faceres.config.arms import find_arm
+    from faceres.config.schema import load_config
     from faceres.data.prepare import prepare_dataset
     from faceres.train.data import FaceImages
     from faceres.train.distributed import DistContext
     from faceres.train.loop import Trainer
     from faceres.train.process import configure_process
-    from faceres.weights import load_vgg16_features
+    from faceres.weights.load import load_vgg16_features
 
     config = load_config(REPO / "params.yaml", overrides={"profile": "cpu", "profiles.cpu.workers": 0, **overrides})
     if not (data_dir / "manifest.csv").is_file():

@@ -73,7 +73,7 @@ COLUMNS = ["setting", "overrides", "steps", "train_s", "val_images", "psnr", "ss
 
 
 def _config(overrides: dict, limit: int):
-    from faceres.config import load_config
+    from faceres.config.schema import load_config
 
     return load_config(REPO / "params.yaml", overrides={**COMMON, "data.folder.limit": limit, **overrides})
 
@@ -163,7 +163,7 @@ def _score_on_test(args, base, data: Path, cache: Path, commit: str) -> int:
     """The chosen setting's model (trained by the sweep) and DEG on the test split, scored once."""
     from faceres.pipeline.layout import ground_truth_dir
     from faceres.models.io import load_generator
-    from faceres.restore import restore_folder
+    from faceres.restore.folder import restore_folder
 
     model = args.work / "models" / args.test / "generator.pt"
     rows = {r["setting"]: r for r in _rows(args.csv)}
@@ -204,7 +204,7 @@ def main() -> int:
     from faceres.pipeline.train import train
     from faceres.data.prepare import prepare_dataset
     from faceres.models.io import load_generator
-    from faceres.restore import restore_folder
+    from faceres.restore.folder import restore_folder
 
     names = args.only.split(",") if args.only else list(SETTINGS)
     unknown = [n for n in names if n not in SETTINGS]

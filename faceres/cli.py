@@ -14,32 +14,22 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from faceres.config import TASKS, Config, load_config, parse_override, to_flat_dict
-from faceres.errors import user_errors_exit
+from faceres.config.arguments import add_params_arguments, config_from_args
+from faceres.config.loader import to_flat_dict
+from faceres.config.schema import TASKS
+from faceres.core.errors import user_errors_exit
+from faceres.pipeline import train
+from faceres.pipeline.layout import Layout, ground_truth_dir
+from faceres.train.outputs import GENERATOR_FILE
 
-def add_params_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
-    parser.add_argument(
-        "-S",
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a parameter, e.g. -S skips=6 -S profiles.cpu.epochs=1 (repeatable)",
-    )
-
-
-def config_from_args(args: argparse.Namespace) -> Config:
-    return load_config(args.params, overrides=dict(parse_override(o) for o in args.overrides))
-
+LAYOUT = Layout()  # every path default below: the pipeline's layout, relative to the working directory
 
 def _cmd_config(args: argparse.Namespace) -> None:
     config = config_from_args(args)
     if args.reference:
         import yaml
 
-        from faceres.params_doc import reference_markdown
+        from faceres.config.reference import reference_markdown
 
         print(reference_markdown(yaml.safe_load(Path(args.params).read_text())))
         return
@@ -66,22 +56,13 @@ def _cmd_degrade(args: argparse.Namespace) -> None:
         degrade.run(config, task, Path(args.data), Path(args.out) / task, track=not args.no_track)
 
 
-def _cmd_train(args: argparse.Namespace) -> None:
-    from faceres.pipeline import train
-
-    forwarded = ["train", args.arm, "--params", args.params, "--data", args.data, "--out", args.out]
-    forwarded += [f"-S{o}" for o in args.overrides] + (["--no-track"] if args.no_track else [])
-    train.run_or_launch(config_from_args(args), args.arm, Path(args.data), Path(args.out), not args.no_track,
-                        forwarded, data_digest=args.data_digest)
-
-
 def _cmd_restore(args: argparse.Namespace) -> None:
     from faceres.models.io import load_generator
-    from faceres.restore import restore_folder, restore_with_seeds
+    from faceres.restore.folder import restore_folder, restore_with_seeds
 
     generator = load_generator(args.generator, device="cuda" if args.cuda else "cpu")
     if not args.aligned:
-        from faceres.photos import load_face_detector, load_template, restore_photos
+        from faceres.restore.photos import load_face_detector, load_template, restore_photos
 
         detector = load_face_detector()
         template = load_template(args.aligned_like, detector)
@@ -97,7 +78,7 @@ def _cmd_restore(args: argparse.Namespace) -> None:
 
 
 def _cmd_publish_results(args: argparse.Namespace) -> None:
-    from faceres.publish import publish_results
+    from faceres.pipeline.publish import publish_results
 
     published = publish_results(args.reports, args.generator, args.aligned_like, args.out,
                                 readme=None if args.no_readme else args.readme)
@@ -105,14 +86,14 @@ def _cmd_publish_results(args: argparse.Namespace) -> None:
 
 
 def _cmd_import_external(args: argparse.Namespace) -> None:
-    from faceres.errors import ConfigError
-    from faceres.external import import_external
+    from faceres.core.errors import ConfigError
+    from faceres.pipeline.external import import_external
 
     config = config_from_args(args)
     if args.method not in config.external:
         raise ConfigError(f"{args.params}: external has no key {args.method!r} (has: {', '.join(config.external)}); "
                           f"add `{args.method}: null` under external: so that the pipeline evaluates it")
-    out = Path(args.out or f"data/external/{args.method}")
+    out = Path(args.out) if args.out else LAYOUT.external / args.method
     done = import_external(args.dir, args.degraded, out)
     notes = [f"{n} {what}" for n, what in ((done.converted, "converted to 8-bit RGB"), (done.resized, "resized"),
                                              (done.skipped, "comparison images skipped")) if n]
@@ -123,7 +104,7 @@ def _cmd_import_external(args: argparse.Namespace) -> None:
 def _study_methods(args: argparse.Namespace) -> dict[str, Path]:
     """--method NAME=DIR pairs, else Table 8's methods the pipeline has restorations of (Ours and each imported
     or configured external method; DEG is the input the page shows anyway)."""
-    from faceres.errors import ConfigError
+    from faceres.core.errors import ConfigError
     from faceres.pipeline.design import COMPARISON, DEG, external_folder, restored_seed_dir
 
     if args.method:
@@ -151,10 +132,10 @@ def _study_methods(args: argparse.Namespace) -> dict[str, Path]:
 def _cmd_questionnaire(args: argparse.Namespace) -> None:
     import random
 
-    from faceres.imageio import list_images
+    from faceres.core.imageio import list_images
     from faceres.report.human_study import build_questionnaire
 
-    from faceres.errors import ConfigError
+    from faceres.core.errors import ConfigError
 
     if args.examples < 1:
         raise ConfigError(f"--examples {args.examples}: allowed: an integer >= 1 (test images on the page)")
@@ -176,7 +157,7 @@ def _cmd_votes(args: argparse.Namespace) -> None:
 
 
 def _cmd_cache(args: argparse.Namespace) -> None:
-    from faceres.paths import cache_root, cache_usage, prune_cache
+    from faceres.core.cache import cache_root, cache_usage, prune_cache
 
     if args.action == "prune":
         removed, freed = prune_cache(args.part, args.older_than, args.dry_run)
@@ -235,7 +216,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
 
 def _cmd_model_summary(args: argparse.Namespace) -> None:
-    from faceres.models import model_summary
+    from faceres.models.build import model_summary
 
     print(model_summary(resolution=args.resolution, width=args.width, skips=args.skips))
 
@@ -251,14 +232,6 @@ def _cmd_replay(args: argparse.Namespace) -> None:
 
     out = replay_image(Path(args.degraded), args.image_id, Path(args.data), Path(args.out))
     print(out)
-
-
-def _sha256_hex(value: str) -> str:
-    import re
-
-    if not re.fullmatch(r"[0-9a-f]{64}", value):
-        raise argparse.ArgumentTypeError(f"--data-digest = {value}: allowed: a sha256 of 64 lower-case hex digits")
-    return value
 
 
 def _stage_parser(sub, name: str, help: str, *, tasks: bool = False) -> argparse.ArgumentParser:
@@ -284,21 +257,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_config)
 
     p = _stage_parser(sub, "prepare", "render or import face images at the profile resolution")
-    p.add_argument("--out", default="data/prepared", help="output directory (default: data/prepared)")
+    p.add_argument("--out", default=str(LAYOUT.prepared), help="output directory (default: %(default)s)")
     p.set_defaults(func=_cmd_prepare)
 
     p = _stage_parser(sub, "degrade", "synthesize degraded inputs (bfr, sr8, sr16) for the prepared faces", tasks=True)
-    p.add_argument("--data", default="data/prepared", help="prepared dataset (default: data/prepared)")
-    p.add_argument("--out", default="data/degraded", help="output root; one folder per task")
+    p.add_argument("--data", default=str(LAYOUT.prepared), help="prepared dataset (default: %(default)s)")
+    p.add_argument("--out", default=str(LAYOUT.degraded), help="output root; one folder per task (default: %(default)s)")
     p.set_defaults(func=_cmd_degrade)
 
-    p = _stage_parser(sub, "train", "train one arm (main or an ablation arm); resumes an interrupted run")
-    p.add_argument("arm", help="main, or an arm of params.yaml ablations.arms")
-    p.add_argument("--data", default="data/prepared", help="prepared dataset (default: data/prepared)")
-    p.add_argument("--out", default=None, help="output directory (default: models/ARM)")
-    # the training images' sha256, handed by the launcher to the torchrun processes it starts (hashed once)
-    p.add_argument("--data-digest", type=_sha256_hex, default=None, help=argparse.SUPPRESS)
-    p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("train", help="train one arm (main or an ablation arm); resumes an interrupted run")
+    train.add_train_arguments(p)
+    p.set_defaults(func=train.run_from_args)
 
     p = sub.add_parser(
         "restore", help="restore the faces of your photos (or, --aligned, a folder of aligned faces)",
@@ -311,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (PNG, same names)")
     p.add_argument("--aligned", action="store_true",
                    help="the inputs are aligned faces at the generator's resolution: restore them as they are")
-    p.add_argument("--aligned-like", default="data/prepared/images/train",
+    p.add_argument("--aligned-like", default=str(ground_truth_dir(LAYOUT.prepared, "train")),
                    help="aligned faces of the kind the model was trained on, to align photos like them, or the "
                         "alignment_template.json published beside a generator (default: %(default)s)")
     p.add_argument("--strict", action="store_true", help="a photo without a face is an error, not passed through")
@@ -326,12 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "data, the main generator with its sha256 and the alignment template for `faceres restore`, and "
                     "rewrite the README's generated results part (between its results:begin/end markers).",
         epilog="make study runs it after the study; on its own: faceres publish-results")
-    p.add_argument("--reports", default="reports", help="the finished run's reports (default: %(default)s)")
-    p.add_argument("--generator", default="models/main/generator.pt", help="default: %(default)s")
-    p.add_argument("--aligned-like", default="data/prepared/images/train",
+    p.add_argument("--reports", default=str(LAYOUT.reports), help="the finished run's reports (default: %(default)s)")
+    p.add_argument("--generator", default=str(LAYOUT.models / "main" / GENERATOR_FILE), help="default: %(default)s")
+    p.add_argument("--aligned-like", default=str(ground_truth_dir(LAYOUT.prepared, "train")),
                    help="its training faces, for the alignment template (default: %(default)s)")
-    p.add_argument("--out", default="docs/results", help="default: %(default)s")
-    p.add_argument("--readme", default="README.md", help="default: %(default)s")
+    p.add_argument("--out", default=str(LAYOUT.published), help="default: %(default)s")
+    p.add_argument("--readme", default=str(LAYOUT.readme), help="default: %(default)s")
     p.add_argument("--no-readme", action="store_true", help="leave the README alone")
     p.set_defaults(func=_cmd_publish_results)
 
@@ -345,8 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_params_arguments(p)
     p.add_argument("method", help="the method's key in params.yaml external (dfdnet, gfpgan, gpen, or your own)")
     p.add_argument("dir", help="the folder of its restored faces (or a results folder holding restored_faces/)")
-    p.add_argument("--degraded", default="data/degraded/bfr/test", help="the inputs it restored (default: %(default)s)")
-    p.add_argument("--out", default=None, help="output folder (default: data/external/METHOD)")
+    p.add_argument("--degraded", default=str(LAYOUT.degraded / "bfr" / "test"), help="the inputs it restored (default: %(default)s)")
+    p.add_argument("--out", default=None, help=f"output folder (default: {LAYOUT.external}/METHOD)")
     p.set_defaults(func=_cmd_import_external)
 
     p = sub.add_parser("questionnaire", help="the human study's page (Table 8's Preference) and its answer key",
@@ -359,9 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a method and its restorations (repeatable; default: Ours and the provided external methods)")
     p.add_argument("--examples", type=int, default=20, help="test images on the page (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="which examples, and each one's order of the methods")
-    p.add_argument("--input", default="data/degraded/bfr/test", help="degraded inputs (default: %(default)s)")
-    p.add_argument("--gt", default="data/prepared/images/test", help="ground truth (default: %(default)s)")
-    p.add_argument("--restored", default="data/restored", help="the pipeline's restorations (default: %(default)s)")
+    p.add_argument("--input", default=str(LAYOUT.degraded / "bfr" / "test"), help="degraded inputs (default: %(default)s)")
+    p.add_argument("--gt", default=str(ground_truth_dir(LAYOUT.prepared)), help="ground truth (default: %(default)s)")
+    p.add_argument("--restored", default=str(LAYOUT.restored), help="the pipeline's restorations (default: %(default)s)")
     p.add_argument("--out", required=True, help="the page (HTML) to send to raters")
     p.add_argument("--key", required=True, help="the answer key (CSV): which label is which method")
     p.set_defaults(func=_cmd_questionnaire)
@@ -385,17 +354,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _stage_parser(sub, "restore-arm", "restore the degraded test sets with a trained arm (pipeline stage)", tasks=True)
     p.add_argument("arm")
-    p.add_argument("--models", default="models")
-    p.add_argument("--degraded", default="data/degraded")
-    p.add_argument("--out", default="data/restored")
+    p.add_argument("--models", default=str(LAYOUT.models))
+    p.add_argument("--degraded", default=str(LAYOUT.degraded))
+    p.add_argument("--out", default=str(LAYOUT.restored))
     p.set_defaults(func=_cmd_restore_arm)
 
     p = _stage_parser(sub, "evaluate-method", "metrics of a method on the test split (pipeline stage)", tasks=True)
     p.add_argument("method", help="main, an ablation arm, deg, or a method of params.yaml external")
-    p.add_argument("--data", default="data/prepared")
-    p.add_argument("--degraded", default="data/degraded")
-    p.add_argument("--restored", default="data/restored")
-    p.add_argument("--out", default="metrics")
+    p.add_argument("--data", default=str(LAYOUT.prepared))
+    p.add_argument("--degraded", default=str(LAYOUT.degraded))
+    p.add_argument("--restored", default=str(LAYOUT.restored))
+    p.add_argument("--out", default=str(LAYOUT.metrics))
     p.set_defaults(func=_cmd_evaluate_method)
 
     p = sub.add_parser("eval", help="score any folder of restorations against a ground-truth folder")
@@ -414,12 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_eval)
 
     p = _stage_parser(sub, "report", "tables 6, 7, 8, alpha, Figure 8, qualitative figures, report.md/html")
-    p.add_argument("--metrics", default="metrics")
-    p.add_argument("--data", default="data/prepared")
-    p.add_argument("--degraded", default="data/degraded")
-    p.add_argument("--restored", default="data/restored")
-    p.add_argument("--out", default="reports")
-    p.add_argument("--weights-record", default="data/weights.json", help="the weights stage's record")
+    p.add_argument("--metrics", default=str(LAYOUT.metrics))
+    p.add_argument("--data", default=str(LAYOUT.prepared))
+    p.add_argument("--degraded", default=str(LAYOUT.degraded))
+    p.add_argument("--restored", default=str(LAYOUT.restored))
+    p.add_argument("--out", default=str(LAYOUT.reports))
+    p.add_argument("--weights-record", default=str(LAYOUT.weights_record), help="the weights stage's record")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("model-summary", help="parameter counts of the generator and discriminator")
@@ -441,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="re-synthesize one degraded image from its manifest row")
     p.add_argument("degraded", help="a task's degraded folder, e.g. data/degraded/bfr")
     p.add_argument("image_id")
-    p.add_argument("--data", default="data/prepared", help="prepared dataset holding the ground truth")
+    p.add_argument("--data", default=str(LAYOUT.prepared), help="prepared dataset holding the ground truth")
     p.add_argument("--out", required=True, help="output PNG")
     p.set_defaults(func=_cmd_replay)
     return parser
@@ -451,14 +420,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.verbose or args.quiet:
-        from faceres.console import VERBOSITY_ENV, configure_logging
+        from faceres.core.console import VERBOSITY_ENV, configure_logging
 
         os.environ[VERBOSITY_ENV] = str(args.verbose - args.quiet)  # torchrun's children read it too
         configure_logging(args.verbose - args.quiet)
-    if getattr(args, "command", None) == "train" and args.out is None:
-        args.out = f"models/{args.arm}"
     if getattr(args, "command", None) == "cache" and args.action == "prune" and args.part is None:
-        from faceres.errors import ConfigError
+        from faceres.core.errors import ConfigError
 
         raise ConfigError("faceres cache prune: name the part to prune: runs or fid_stats")
     if getattr(args, "command", None) == "eval" and args.k is None:

@@ -9,7 +9,7 @@ import shutil
 import pytest
 import yaml
 
-from faceres.config import Config, config_from_dict
+from faceres.config.schema import Config, config_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
 CELEBA = REPO.parent / "shared" / "data" / "celeba-10k"

@@ -6,12 +6,12 @@ import dataclasses
 
 import torch
 
-from faceres.config import load_config
-from faceres.degrade.pipeline import apply_bfr_tensor
+from faceres.config.schema import load_config
+from faceres.degrade.chain import apply_bfr_tensor
 from faceres.degrade.sampling import OnlineBFRParams, sample_online
-from faceres.models import build_generator
-from faceres.seeds import key_of
-from faceres.streams import keys_for
+from faceres.models.build import build_generator
+from faceres.core.seeds import key_of
+from faceres.core.streams import keys_for
 from faceres.train.augment import HardenedBatch, _worst_of_k
 
 

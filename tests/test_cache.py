@@ -8,8 +8,8 @@ from unittest import mock
 
 import pytest
 
-from faceres.errors import ConfigError
-from faceres.paths import CACHE_ENV, cache_usage, prune_cache
+from faceres.core.errors import ConfigError
+from faceres.core.cache import CACHE_ENV, cache_usage, prune_cache
 
 
 @pytest.fixture

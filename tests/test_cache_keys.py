@@ -1,5 +1,5 @@
 """Cache keys derived from the code: the run cache's training fingerprint and the feature cache's key hash the
-import closure of the code that computes them (faceres.imports), less a short named list of modules that
+import closure of the code that computes them (faceres.core.imports), less a short named list of modules that
 cannot change the result.
 
 At 67a98fd both were hand-kept lists of source paths: the fingerprint's missed faceres/seeds.py (noise keys,
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from faceres import imports
+from faceres.core import imports
 from faceres.metrics import fid
 from faceres.train import checkpoint
 from tests.conftest import REPO
@@ -47,13 +47,13 @@ def _edited(package_parent: Path, module: str, compute):
 
 
 @pytest.mark.parametrize("cache, edited, changes", [
-    ("training", "seeds.py", True),             # the generator's noise keys, augmentation draws, degradation seeds
-    ("training", "imageio.py", True),           # how training images are decoded
+    ("training", "core/seeds.py", True),             # the generator's noise keys, augmentation draws, degradation seeds
+    ("training", "core/imageio.py", True),           # how training images are decoded
     ("training", "degrade/jpeg.py", True),
-    ("training", "console.py", False),          # messages only: named neutral
+    ("training", "core/console.py", False),          # messages only: named neutral
     ("training", "pipeline/tracking.py", False),  # not imported by training
-    ("features", "imageio.py", True),
-    ("features", "errors.py", False),
+    ("features", "core/imageio.py", True),
+    ("features", "core/errors.py", False),
 ])
 def test_editing_a_module_changes_the_key_unless_it_is_named_neutral_or_not_imported(package_copy, cache, edited,
                                                                                      changes):
@@ -75,11 +75,11 @@ def _fingerprint_in_a_fresh_process(package_parent: Path) -> str:
     return result.stdout.strip()
 
 
-def test_after_an_edit_of_seeds_py_the_run_cache_no_longer_finds_the_old_run(package_copy):
+def test_after_an_edit_of_seeds_the_run_cache_no_longer_finds_the_old_run(package_copy):
     # at 67a98fd all three were d5cbaac04461e1fb0a3a: the old generator would have been copied back
     before = _fingerprint_in_a_fresh_process(package_copy)
-    assert _edited(package_copy, "seeds.py", lambda: _fingerprint_in_a_fresh_process(package_copy)) != before
-    assert _edited(package_copy, "console.py", lambda: _fingerprint_in_a_fresh_process(package_copy)) == before
+    assert _edited(package_copy, "core/seeds.py", lambda: _fingerprint_in_a_fresh_process(package_copy)) != before
+    assert _edited(package_copy, "core/console.py", lambda: _fingerprint_in_a_fresh_process(package_copy)) == before
 
 
 @pytest.mark.parametrize("cache", sorted(CACHES))
@@ -95,7 +95,7 @@ def test_the_neutral_lists_name_existing_modules_of_the_closure(cache):
 _TRAIN_AND_LIST_MODULES = textwrap.dedent("""
     import json, os, sys
     import torch
-    from faceres.arms import find_arm
+    from faceres.config.arms import find_arm
     from faceres.data.prepare import prepare_dataset
     from faceres.train.distributed import DistContext
     from faceres.train.loop import train_arm
@@ -119,7 +119,7 @@ def test_every_module_a_training_run_loads_is_hashed_or_named_neutral(tmp_path):
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     loaded = {Path(f).resolve() for f in json.loads(result.stdout.splitlines()[-1])}
-    assert REPO / "faceres" / "seeds.py" in loaded and REPO / "faceres" / "train" / "loop.py" in loaded
+    assert REPO / "faceres" / "core" / "seeds.py" in loaded and REPO / "faceres" / "train" / "loop.py" in loaded
     hashed = set(imports.code_files(checkpoint.TRAINING_CODE, checkpoint.RESULT_NEUTRAL))
     neutral = {imports.module_file(name) for name in checkpoint.RESULT_NEUTRAL}
     assert sorted(str(f.relative_to(REPO)) for f in loaded - hashed - neutral) == []
@@ -129,6 +129,6 @@ def test_the_reader_counts_lazy_imports_and_package_inits():
     files = imports.code_files(checkpoint.TRAINING_CODE, checkpoint.RESULT_NEUTRAL)
     names = {str(f.relative_to(REPO)) for f in files}
     # importing faceres.weights.load runs faceres/weights/__init__.py on the way in
-    assert {"faceres/__init__.py", "faceres/seeds.py", "faceres/imageio.py", "faceres/weights/__init__.py",
+    assert {"faceres/__init__.py", "faceres/core/seeds.py", "faceres/core/imageio.py", "faceres/weights/__init__.py",
             "faceres/weights/load.py", "faceres/train/__init__.py"} <= names
-    assert not names & {"faceres/console.py", "faceres/errors.py", "faceres/pipeline/tracking.py", "faceres/cli.py"}
+    assert not names & {"faceres/core/console.py", "faceres/core/errors.py", "faceres/pipeline/tracking.py", "faceres/cli.py"}

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from faceres.errors import DataError
+from faceres.core.errors import DataError
 from faceres.report.claims import (
     CONTRADICTED,
     NOT_RUN,
@@ -20,7 +20,7 @@ from faceres.report.claims import (
     paired_difference,
     paper_claims,
 )
-from faceres.results import MetricsFile
+from faceres.metrics.metrics_file import MetricsFile
 
 
 def per_image(names, **columns) -> pd.DataFrame:

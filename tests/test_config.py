@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from faceres.config import (
-    MAX_SKIPS,
-    config_from_dict,
-    load_config,
-    parse_override,
-    skip_nodes,
-)
-from faceres.errors import ConfigError
+from faceres.config.schema import config_from_dict, load_config
+from faceres.models.architecture import MAX_SKIPS, skip_nodes
+from faceres.config.loader import parse_override
+from faceres.core.errors import ConfigError
 from tests.conftest import REPO
 
 

@@ -14,40 +14,30 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from faceres import streams
+from faceres.core import streams
 
-from faceres.config import BFRConfig, SRConfig
-from faceres.degrade import (
+from faceres.config.schema import BFRConfig, SRConfig
+from faceres.degrade.sampling import (
     BFR_UNIFORMS,
     DEGRADE_VERSION,
     MANIFEST_FIELDS,
     BFRParams,
     OnlineBFRParams,
-    apply_bfr,
-    apply_bfr_tensor,
-    blur,
-    bfr_kernel,
     clamp_to_ranges,
-    degrade_batch,
-    gaussian_kernels,
     image_seed,
-    jpeg,
-    jpeg_real_uint8,
     make_generator,
     params_from_row,
-    quant_tables,
-    replay,
-    resize,
     sample_bfr,
     sample_online,
-    scaled_size,
-    to_float,
 )
-from faceres.degrade import pipeline
+from faceres.degrade.chain import apply_bfr, apply_bfr_tensor, bfr_kernel, degrade_batch, replay
+from faceres.degrade.ops import blur, gaussian_kernels, resize, scaled_size, to_float
+from faceres.degrade.jpeg import jpeg, jpeg_real_uint8, quant_tables
+from faceres.degrade import chain as pipeline
 from faceres.degrade.ops import add_noise, blur_separable, gaussian_kernel_1d, resize_reference
 from faceres.data.prepare import center_crop_resize
-from faceres.errors import ConfigError, DataError
-from faceres.imageio import read_rgb
+from faceres.core.errors import ConfigError, DataError
+from faceres.core.imageio import read_rgb
 from tests.conftest import CELEBA, repo_params
 
 # --------------------------------------------------------------------------------------------------------
@@ -56,7 +46,7 @@ from tests.conftest import CELEBA, repo_params
 
 @pytest.fixture(scope="module")
 def bfr_cfg() -> BFRConfig:
-    from faceres.config import config_from_dict
+    from faceres.config.schema import config_from_dict
 
     return config_from_dict(repo_params()).degrade.bfr
 
@@ -95,7 +85,7 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _keys(count: int, base: int = 0) -> torch.Tensor:
-    """`count` per-image stream keys (faceres.streams) for sample_online."""
+    """`count` per-image stream keys (faceres.core.streams) for sample_online."""
     return streams.keys_for(base, torch.arange(count))
 
 

@@ -10,7 +10,7 @@ import torch
 from faceres.cli import main as cli
 from faceres.data.prepare import prepare_dataset
 from faceres.pipeline.degrade import degrade_dataset
-from faceres.imageio import read_rgb
+from faceres.core.imageio import read_rgb
 from tests.conftest import small_config
 
 

@@ -23,16 +23,16 @@ import pytest
 import torch
 from torch import nn
 
-from faceres import streams
-from faceres.arms import find_arm
+from faceres.core import streams
+from faceres.config.arms import find_arm
 from faceres.data.prepare import prepare_dataset
 from faceres.degrade.ops import clear_device_caches
-from faceres.degrade.pipeline import apply_bfr_tensor
+from faceres.degrade.chain import apply_bfr_tensor
 from faceres.degrade.sampling import sample_online
 from faceres.train.data import FaceImages, step_degradations
 from faceres.train.distributed import DistContext
 from faceres.train.logs import LogWindow
-from faceres.files import save_torch
+from faceres.core.files import save_torch
 from faceres.train.loop import Trainer, resume
 from faceres.train.runcache import run_identity
 from tests.conftest import small_config

@@ -2,7 +2,7 @@
 
 DVC reruns a stage only when one of its deps changes; a module the stage imports but does not list would
 leave its outputs stale after an edit (review: architecture.md 3.1). The imports are read from the source
-(every `import faceres...` / `from faceres... import`, also inside functions; faceres.imports, the reader the
+(every `import faceres...` / `from faceres... import`, also inside functions; faceres.core.imports, the reader the
 cache keys use too), followed transitively from `stages/<stage>.py`; the deps may list a module's file or a
 folder above it.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from faceres.imports import import_closure
+from faceres.core.imports import import_closure
 from tests.conftest import REPO
 
 def imported_modules(script: Path) -> set[Path]:
@@ -47,7 +47,7 @@ def test_the_import_reader_follows_lazy_imports_and_packages(tmp_path):
     # faceres.pipeline.train imports the training loop inside a function: the loop's modules count
     modules = {str(p.relative_to(REPO)) for p in imported_modules(REPO / "stages" / "train.py")}
     assert {"faceres/pipeline/__init__.py", "faceres/pipeline/train.py", "faceres/train/loop.py",
-            "faceres/models/generator.py", "faceres/streams.py", "faceres/config/schema.py"} <= modules
+            "faceres/models/generator.py", "faceres/core/streams.py", "faceres/config/schema.py"} <= modules
     assert "faceres/report/tables.py" not in modules  # training does not reach the report
 
 

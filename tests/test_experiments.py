@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from faceres.pipeline.dvc import copy_checkout, run_dvc, set_params
-from faceres.weights import ensure_weights, weights_dir
+from faceres.weights.store import ensure_weights
+from faceres.weights.sources import weights_dir
 from tests.conftest import REPO
 
 # 64 px (the default 4 skip nodes), 12 identities x 2 images, 4 training steps per arm, two ablation arms and

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceres.errors import DataError
-from faceres.external import import_external
+from faceres.core.errors import DataError
+from faceres.pipeline.external import import_external
 from faceres.pipeline.design import external_folder
 from tests.conftest import REPO, small_config
 

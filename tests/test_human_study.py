@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from faceres.errors import DataError
+from faceres.core.errors import DataError
 from faceres.report.human_study import CRITERIA, aggregate_votes, build_questionnaire, read_key
 
 EXAMPLES = ["000101", "000202", "000303", "000404"]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceres.errors import DataError
-from faceres.imageio import list_images, read_rgb, write_png
+from faceres.core.errors import DataError
+from faceres.core.imageio import list_images, read_rgb, write_png
 
 
 @pytest.fixture

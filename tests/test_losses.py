@@ -8,8 +8,8 @@ import torch
 import torchvision
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from faceres.errors import ConfigError
-from faceres.losses import (
+from faceres.core.errors import ConfigError
+from faceres.train.losses import (
     GeneratorLoss,
     LossWeights,
     PerceptualLoss,
@@ -20,7 +20,7 @@ from faceres.losses import (
     pixel_l1,
     r1_penalty,
 )
-from faceres.models import build_discriminator, build_generator
+from faceres.models.build import build_discriminator, build_generator
 
 LAYER_INDICES = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22}
 

@@ -22,27 +22,20 @@ from pytorch_fid.fid_score import get_activations
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import nn
 
-from faceres.errors import ConfigError, DataError, WeightsError
-from faceres.metrics import (
-    EvalOptions,
+from faceres.core.errors import ConfigError, DataError, WeightsError
+from faceres.metrics.evaluate import EvalOptions, Networks, evaluate_folders
+from faceres.metrics.fid import (
     GaussianStats,
-    Networks,
     UnreliableMetricWarning,
     activation_statistics,
-    build_lpips,
-    evaluate_folders,
     frechet_distance,
-    identity_embeddings,
     image_set_statistics,
-    inception_activations,
-    knn_radii,
-    lpips_distance,
-    pair_images,
-    precision_recall,
-    psnr,
-    ssim,
-    summarize,
 )
+from faceres.metrics.perceptual import build_lpips, lpips_distance
+from faceres.metrics.images import identity_embeddings, inception_activations, pair_images
+from faceres.metrics.manifold import knn_radii, precision_recall
+from faceres.metrics.pixel import psnr, ssim
+from faceres.metrics.stats import summarize
 
 CELEBA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "celeba-10k" / "images"
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from faceres.errors import ConfigError
-from faceres.models import (
+from faceres.core.errors import ConfigError
+from faceres.models.build import (
     ModelConfig,
     build_discriminator,
     build_generator,
@@ -20,13 +20,7 @@ from faceres.models import (
     parameter_counts,
 )
 from faceres.models.generator import SkipMerge
-from faceres.models.layers import (
-    AttentionPooling,
-    MinibatchStdDev,
-    StyleLayer,
-    modulate_weights,
-    modulated_conv2d,
-)
+from faceres.models.layers import AttentionPooling, MinibatchStdDev, StyleLayer, modulate_weights, modulated_conv2d
 
 # Appendix Table 4 (encoder) and Table 5 (decoder) at 512 px: (resolution, channels) of each block's output.
 SPEC_ENCODER_512 = [(256, 32), (128, 64), (64, 128), (32, 256), (16, 512), (8, 512), (4, 512)]

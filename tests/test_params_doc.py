@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import yaml
 
-from faceres.params_doc import README_END, README_START, field_docs, leaf_docs, reference_markdown
+from faceres.config.reference import README_END, README_START, field_docs, leaf_docs, reference_markdown
 from tests.conftest import REPO
 
 

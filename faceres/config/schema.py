@@ -7,7 +7,7 @@ compute with one line naming the key, the value and what is allowed, e.g.::
 
 The generic loader (faceres/config/loader.py) is driven by the dataclass type hints plus the per-field checks
 declared in the field metadata, so adding a parameter is adding one annotated field and the line under it that
-says what it means (the attribute docstring: faceres/params_doc.py makes README's parameter reference of them).
+says what it means (the attribute docstring: faceres/config/reference.py makes README's parameter reference of them).
 Over 400 lines because it is the whole schema: every field with its type, check and meaning.
 """
 
@@ -24,15 +24,14 @@ from typing import Any, Callable, Literal
 import yaml
 
 from faceres.config.loader import TypedLoader, set_dotted
-from faceres.errors import ConfigError
+from faceres.core.errors import ConfigError
+from faceres.models.architecture import MAX_SKIPS, MBSTD_GROUP, skip_nodes, skips_allowed  # the rule lives with the network
 
 PARAMS_FILE = "params.yaml"
 TASKS = ("bfr", "sr8", "sr16")
 SPLITS = ("train", "val", "test")
-MAX_SKIPS = 6  # paper: skip nodes at 8, 16, 32, 64, 128, 256 px for 512 px images
 REFERENCE_RESOLUTION = 512  # the resolution at which the paper's degradation ranges are defined
 PrecisionMode = Literal["fp32", "tf32", "bf16"]  # training precision (faceres/train/precision.py)
-MBSTD_GROUP = 4  # the discriminator's minibatch-std group (faceres.models.ModelConfig.mbstd_group_size)
 ARM_NAME = re.compile(r"[a-z0-9_]+")  # arm names become DVC stage keys and param paths: no dots
 
 
@@ -58,24 +57,6 @@ def _check(predicate: Callable[[Any], bool], allowed: str) -> dict:
 
 def _is_power_of_two(value: int) -> bool:
     return value > 0 and value & (value - 1) == 0
-
-
-def skip_nodes(resolution: int) -> list[int]:
-    """Resolutions of the encoder->decoder skip nodes at an image resolution: 8 .. min(resolution, 256).
-
-    At 512 px these are the paper's six nodes (8..256). Smaller images drop the first layers but keep the
-    nodes 8..64 (spec section 1), so at resolution <= 256 the finest node is the full-resolution feature
-    of the encoder's first (size-keeping) convolution: 64 px images have four nodes, 8..64.
-    """
-    finest = min(resolution, 2 ** (MAX_SKIPS + 2))
-    return [2**e for e in range(3, int(math.log2(finest)) + 1)]
-
-
-def skips_allowed(resolution: int) -> str:
-    """The one wording of the skips rule (config, model constructor, arms that cannot run)."""
-    nodes = skip_nodes(resolution)
-    return (f"0..{len(nodes)} at resolution {resolution} (skip nodes {nodes[0]}..{nodes[-1]} px; "
-            f"skips {MAX_SKIPS} needs resolution >= {2 ** (MAX_SKIPS + 2)})")
 
 
 def skips_fix(skips: int, profile: str, resolution: int) -> str:
@@ -406,6 +387,11 @@ class Config:
     @property
     def resolution(self) -> int:
         return self.scale.resolution
+
+    @property
+    def gpus_setting(self) -> str:
+        """Where the profile's GPU count is set, as an error message names it."""
+        return f"{self.source_file}: profiles.{self.profile}.gpus"
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from faceres.config import Config, FolderConfig
+from faceres.config.schema import Config, FolderConfig
 from faceres.data import synthetic
-from faceres.errors import DataError
-from faceres.files import atomic_directory
-from faceres.imageio import list_images, read_rgb, write_png
-from faceres.seeds import unit_of
+from faceres.core.errors import DataError
+from faceres.core.files import atomic_directory
+from faceres.core.imageio import list_images, read_rgb, write_png
+from faceres.core.seeds import unit_of
 
 MANIFEST = "manifest.csv"
 IMAGES = "images"

@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from faceres.errors import DataError
+from faceres.core.errors import DataError
 
 SIZES: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
 HAIR_STYLES: tuple[str, ...] = ("short", "long", "fringe", "side_part", "curly", "buzz")

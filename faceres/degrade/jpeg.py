@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from faceres.degrade.ops import device_constant, replicate_beyond, to_uint8
-from faceres.errors import ConfigError
+from faceres.core.errors import ConfigError
 
 JpegMode = Literal["real", "diff"]
 Rounding = Literal["ste", "cubic"]

@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from faceres.errors import DataError
+from faceres.core.errors import DataError
 
 ResizeKind = Literal["bilinear", "bicubic"]
 _SUPPORT = {"bilinear": 1.0, "bicubic": 2.0}  # filter half-width at scale 1

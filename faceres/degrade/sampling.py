@@ -23,7 +23,7 @@ stream, and one image replays on its own exactly as it was processed inside a ba
 
 Online training uses the same mapping from uniforms, batched (:func:`sample_online`), with parameter tensors
 that PGD can ascend and :func:`clamp_to_ranges` to project them back into the configured ranges. Its uniforms
-and noise fields come from counter-based streams on the training device (:mod:`faceres.streams`), keyed per
+and noise fields come from counter-based streams on the training device (:mod:`faceres.core.streams`), keyed per
 image by (seed, step, global position), not from CPU generators: drawn where they are used, with no copy.
 """
 
@@ -38,11 +38,11 @@ from typing import Any, ClassVar, Sequence
 
 import torch
 
-from faceres import streams
-from faceres.seeds import hash64
-from faceres.config import TASKS, BFRConfig, SRConfig
+from faceres.core import streams
+from faceres.core.seeds import hash64
+from faceres.config.schema import TASKS, BFRConfig, SRConfig
 from faceres.degrade.ops import scaled_size
-from faceres.errors import ConfigError, DataError
+from faceres.core.errors import ConfigError, DataError
 
 #: bump when the ops change so that old manifests can no longer be replayed bit-exactly
 DEGRADE_VERSION = 1
@@ -311,7 +311,7 @@ def sample_online(
 ) -> OnlineBFRParams:
     """One image's parameters per key (B x 7 uniforms, then its noise field) for images of `image_size`.
 
-    `keys` (B,) int64 are the images' stream keys (:mod:`faceres.streams`) on the device the parameters are
+    `keys` (B,) int64 are the images' stream keys (:mod:`faceres.core.streams`) on the device the parameters are
     wanted on: everything is drawn there, with no host synchronisation and no transfer. `cfg` holds the ranges
     at that resolution (``BFRConfig.at_resolution``). Call ``.requires_grad_()`` as needed.
     """

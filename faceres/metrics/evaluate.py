@@ -27,9 +27,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from faceres.config import check_ks
-from faceres.devices import float32_matmuls
-from faceres.errors import ConfigError, DataError
+from faceres.config.schema import check_ks
+from faceres.core.devices import float32_matmuls
+from faceres.core.errors import ConfigError, DataError
 from faceres.metrics.fid import GaussianStats, cached_features, frechet_distance, image_set_statistics, network_key
 from faceres.metrics.images import (
     identity_embeddings,
@@ -50,9 +50,9 @@ _PR_QUANTITIES = ("precision", "recall", "iprecision", "irecall")
 
 
 def _pretrained_lpips_backbone(net: str) -> nn.Module:
-    from faceres import weights  # imported late: only evaluations that need pretrained weights touch the cache
+    from faceres.weights import load  # imported late: only evaluations that need pretrained weights touch the cache
 
-    return {"vgg": weights.load_vgg16_features, "alex": weights.load_alexnet_features}[net]()
+    return {"vgg": load.load_vgg16_features, "alex": load.load_alexnet_features}[net]()
 
 
 def _load_identity_embedder():
@@ -63,9 +63,9 @@ def _load_identity_embedder():
 
 def _pretrained(name: str) -> Callable:
     def load():
-        from faceres import weights
+        from faceres.weights import load as weights_load
 
-        return getattr(weights, name)()
+        return getattr(weights_load, name)()
 
     return load
 

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from faceres import imports
-from faceres.errors import DataError
-from faceres.files import atomic_write, sha256_file
+from faceres.core import imports
+from faceres.core.errors import DataError
+from faceres.core.files import atomic_write, sha256_file
 from faceres.metrics.images import ImageSource, inception_activations, resolve_images
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ _CACHE_FORMAT = "faceres-fid-stats-v1"
 # and everything they import (image decoding, the networks' construction in weights/). The digest of that
 # import closure is part of every cache key: an edit anywhere in it recomputes.
 FEATURE_CODE = ("faceres.metrics.images", "faceres.metrics.fid", "faceres.metrics.identity")
-FEATURE_NEUTRAL = ("faceres.console", "faceres.errors", "faceres.paths")
+FEATURE_NEUTRAL = ("faceres.core.console", "faceres.core.errors", "faceres.core.cache")
 
 
 class UnreliableMetricWarning(UserWarning):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from faceres.errors import DataError
+from faceres.core.errors import DataError
 
 
 class IdentityEmbedder:
@@ -100,7 +100,7 @@ def _check_faces(faces: np.ndarray) -> np.ndarray:
 
 def load_identity_embedder() -> IdentityEmbedder:
     """The dlib identity embedder (recognition ResNet + 5-point landmarks) from the weights cache."""
-    from faceres.weights import verified_file  # imported late: only evaluations with identity features need it
+    from faceres.weights.store import verified_file  # imported late: only evaluations with identity features need it
 
     files, digests = zip(*(verified_file(name) for name in ("dlib_face", "dlib_landmarks")))
     key = "dlib-identity:" + ":".join(digest[:16] for digest in digests)  # the ground-truth feature cache's

@@ -18,8 +18,8 @@ from torch.nn.functional import adaptive_avg_pool2d
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from faceres.errors import ConfigError, DataError
-from faceres.imageio import list_images, read_rgb
+from faceres.core.errors import ConfigError, DataError
+from faceres.core.imageio import list_images, read_rgb
 
 # dlib's face-recognition ResNet reads 150x150 aligned chips; used when the embedder does not say.
 DEFAULT_IDENTITY_INPUT_SIZE = 150

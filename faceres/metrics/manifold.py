@@ -33,9 +33,9 @@ import faiss
 import numpy as np
 import torch
 
-from faceres.config import check_ks
-from faceres.devices import float32_matmuls
-from faceres.errors import DataError
+from faceres.config.schema import check_ks
+from faceres.core.devices import float32_matmuls
+from faceres.core.errors import DataError
 
 _UNIT_ROUNDOFF_F32 = 2.0**-24
 # Extra neighbours fetched beyond k_max + 1 so that the float32 k-NN order can be verified in float64.

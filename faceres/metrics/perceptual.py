@@ -18,7 +18,7 @@ import lpips
 import torch
 from torch import nn
 
-from faceres.errors import ConfigError, WeightsError
+from faceres.core.errors import ConfigError, WeightsError
 
 LPIPS_NETS = ("vgg", "alex")
 

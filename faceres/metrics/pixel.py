@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from faceres.errors import DataError
+from faceres.core.errors import DataError
 
 DATA_RANGE = 255.0
 SSIM_WINDOW = 11  # what skimage's Gaussian window spans at sigma 1.5: 2 * int(3.5 * 1.5 + 0.5) + 1

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import scipy.stats
 
-from faceres.errors import ConfigError
+from faceres.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

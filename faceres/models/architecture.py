@@ -7,7 +7,8 @@ Every resolution and width derives from these tables (spec section 1, appendix T
   i.e. a smaller image drops the first (highest-resolution) blocks and keeps the 4x4 bottleneck.
 - Decoder, output of the StyleBlock at resolution r: 8:512, 16:512, 32:512, 64:256, 128:128, 256:64, 512:32.
   Its input is the encoder's 4x4 map; it runs 8 -> ... -> R, so a smaller image drops the last blocks.
-- Skip nodes 8, 16, 32, 64, 128, 256, counted from 8x8 (:func:`faceres.config.skip_nodes`). At 512 px these are
+- Skip nodes 8, 16, 32, 64, 128, 256, counted from 8x8 (:func:`skip_nodes`, the one home of the rule;
+  params.yaml's checks ask it). At 512 px these are
   ResBlock outputs. Smaller images keep the nodes 8..64 (spec section 1): below 512 px the node at the input
   resolution R is the first ResBlock's full-size feature (its first conv, before the stride): 4 nodes
   (8, 16, 32, 64) at 64 px, 2 (8, 16) at 16 px.
@@ -21,8 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from faceres.config import skip_nodes, skips_allowed
-from faceres.errors import ConfigError
+from faceres.core.errors import ConfigError
 
 IMAGE_CHANNELS = 3
 MIN_RESOLUTION = 16
@@ -32,6 +32,26 @@ ENCODER_CHANNELS = {256: 32, 128: 64, 64: 128, 32: 256, 16: 512, 8: 512, 4: 512}
 DECODER_CHANNELS = {8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32}
 SKIP_MODES = ("add", "concat")
 DEFAULT_SKIPS = 4
+MAX_SKIPS = 6  # paper: skip nodes at 8, 16, 32, 64, 128, 256 px for 512 px images
+MBSTD_GROUP = 4  # the discriminator's minibatch-std group (ModelConfig.mbstd_group_size; the per-process batch's unit)
+
+
+def skip_nodes(resolution: int) -> list[int]:
+    """Resolutions of the encoder->decoder skip nodes at an image resolution: 8 .. min(resolution, 256).
+
+    At 512 px these are the paper's six nodes (8..256). Smaller images drop the first layers but keep the
+    nodes 8..64 (spec section 1), so at resolution <= 256 the finest node is the full-resolution feature
+    of the encoder's first (size-keeping) convolution: 64 px images have four nodes, 8..64.
+    """
+    finest = min(resolution, 2 ** (MAX_SKIPS + 2))
+    return [2**e for e in range(3, int(math.log2(finest)) + 1)]
+
+
+def skips_allowed(resolution: int) -> str:
+    """The one wording of the skips rule (config, model constructor, arms that cannot run)."""
+    nodes = skip_nodes(resolution)
+    return (f"0..{len(nodes)} at resolution {resolution} (skip nodes {nodes[0]}..{nodes[-1]} px; "
+            f"skips {MAX_SKIPS} needs resolution >= {2 ** (MAX_SKIPS + 2)})")
 
 
 def _is_int(value: object) -> bool:

@@ -22,8 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from faceres import streams
-from faceres.seeds import key_of
+from faceres.core import streams
+from faceres.core.seeds import key_of
 from faceres.models.architecture import (
     BOTTLENECK_RESOLUTION,
     DEFAULT_SKIPS,
@@ -233,7 +233,7 @@ class Generator(nn.Module):
         """Restore ``image`` [N, 3, R, R] in [-1, 1]; returns [N, 3, R, R] (unclamped).
 
         noise_mode: 'random' draws fresh noise from each sample's stream: ``noise_keys`` (N,) int64 on the
-        image's device (:mod:`faceres.streams`; a sample's noise depends on its key only, not on its batch),
+        image's device (:mod:`faceres.core.streams`; a sample's noise depends on its key only, not on its batch),
         or, if None, this module's own stream (advanced by every call); 'const' uses fixed per-layer noise
         (deterministic); 'none' disables noise.
         fused_modconv: grouped-conv modulation (True) or activation scaling (False); None picks fused in eval

@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from faceres.errors import FaceresError
-from faceres.files import load_torch, save_torch
+from faceres.core.errors import FaceresError
+from faceres.core.files import load_torch, save_torch
 from faceres.models.generator import Generator
-from faceres.models.registry import ModelConfig, generator_from_config
+from faceres.models.build import ModelConfig, generator_from_config
 
 GENERATOR_FORMAT = 1
 

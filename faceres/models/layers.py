@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from faceres import streams
-from faceres.devices import autocast_off
-from faceres.errors import ConfigError
+from faceres.core import streams
+from faceres.core.devices import autocast_off
+from faceres.core.errors import ConfigError
 from faceres.models.architecture import require_int
 
 LRELU_SLOPE = 0.2
@@ -236,7 +236,7 @@ class StyleLayer(SeededModule):
 
     Noise has shape [N, 1, R, R] (one map shared by all channels), scaled by a learned per-layer strength that
     starts at 0 as in StyleGAN2. ``noise_mode``: 'random' draws it from each sample's stream (``noise_keys``,
-    (N,) int64, :mod:`faceres.streams`; sub-stream ``noise_stream`` is this layer's); 'const' uses this
+    (N,) int64, :mod:`faceres.core.streams`; sub-stream ``noise_stream`` is this layer's); 'const' uses this
     layer's fixed buffer (deterministic evaluation); 'none' adds nothing.
     """
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from faceres.errors import ConfigError
+from faceres.core.errors import ConfigError
 
 
 def stage_args(argv: Sequence[str], usage: str, at_least: int, at_most: int | None = None) -> list[str]:

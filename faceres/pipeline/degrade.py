@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from faceres.config import Config, load_config
+from faceres.config.schema import Config, load_config
 from faceres.data.prepare import parallel_map, read_manifest
-from faceres.degrade.pipeline import degrade_batch, replay
-from faceres.errors import DataError, user_errors_exit
-from faceres.files import atomic_directory
-from faceres.imageio import read_rgb, write_png
+from faceres.degrade.chain import degrade_batch, replay
+from faceres.core.errors import DataError, user_errors_exit
+from faceres.core.files import atomic_directory
+from faceres.core.imageio import read_rgb, write_png
 from faceres.pipeline import stage_args
 from faceres.pipeline.layout import MANIFEST, Layout
 from faceres.pipeline.tracking import log_outputs, maybe_tracked

@@ -12,9 +12,9 @@ import dataclasses
 from pathlib import Path
 from typing import Sequence
 
-from faceres.arms import list_arms
-from faceres.config import Config, load_config
-from faceres.errors import DataError
+from faceres.config.arms import list_arms
+from faceres.config.schema import Config, load_config
+from faceres.core.errors import DataError
 from faceres.pipeline import stage_args, status
 from faceres.pipeline.layout import Layout, seed_dir
 

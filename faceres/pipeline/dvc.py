@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import yaml
 
-from faceres.config import parse_override, set_dotted
+from faceres.config.loader import parse_override, set_dotted
 
 STAGE_LINE = re.compile(r"Running stage '([^']+)'")
 

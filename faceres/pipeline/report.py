@@ -10,13 +10,13 @@ import shutil
 from pathlib import Path
 from typing import Sequence
 
-from faceres.config import Config, load_config
-from faceres.errors import user_errors_exit
+from faceres.config.schema import Config, load_config
+from faceres.core.errors import user_errors_exit
 from faceres.pipeline import stage_args
 from faceres.pipeline.design import COMPARISON, DEG, FIGURE8, restored_seed_dir
 from faceres.pipeline.layout import METRICS_SUMMARY, Layout, ground_truth_dir, per_image_file
 from faceres.pipeline.tracking import git_commit, maybe_tracked
-from faceres.results import summary_metrics
+from faceres.metrics.metrics_file import summary_metrics
 
 log = logging.getLogger(__name__)
 SR_OURS = "Ours (BFR model, zero-shot)"
@@ -24,7 +24,7 @@ SR_OURS = "Ours (BFR model, zero-shot)"
 
 def _qualitative_figures(config: Config, data_dir: Path, degraded_root: Path, restored_root: Path) -> list:
     """Figures 9, 10, 14, 15 from the first test images (skipping what was not run)."""
-    from faceres.arms import ablation_rows
+    from faceres.config.arms import ablation_rows
     from faceres.report.figures import figure9, figure10, sr_figure
 
     gt_dir = ground_truth_dir(data_dir)
@@ -56,14 +56,13 @@ def run(config: Config, metrics_root: Path, data_dir: Path, degraded_root: Path,
         out_dir: Path, weights_record: Path, track: bool = True, models_root: Path = Layout().models) -> dict:
     """Tables 6, 7, 8, the alpha table, Figure 8, the qualitative figures, report.md/html and summary.json (every
     evaluated method's headline numbers: the DVC metrics)."""
-    from faceres.arms import ablation_rows, list_arms
-    from faceres.report.build import build_report
-    from faceres.train.checkpoint import CURVE_FILE
-    from faceres.report.document import RunInfo
+    from faceres.config.arms import ablation_rows, list_arms
+    from faceres.report.build import ReportInputs, build_report
+    from faceres.report.document import RunInfo, run_notes
+    from faceres.train.outputs import CURVE_FILE
 
     weights = ({w["name"]: w["sha256"] for w in json.loads(weights_record.read_text())}
                if weights_record.is_file() else {})
-    aug = config.train.augment
     info = RunInfo(
         profile=config.profile,
         data_source=config.data.source,
@@ -71,40 +70,30 @@ def run(config: Config, metrics_root: Path, data_dir: Path, degraded_root: Path,
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         resolution=config.resolution,
         weights=weights,
-        notes=(
-            f"Adversarial augmentation: mode {aug.mode}, probability {aug.prob}, worst of {aug.candidates}, "
-            f"{aug.pgd_steps} PGD step(s) of {aug.pgd_step} of each range, pixel eps {aug.pixel_eps}/255.",
-            f"Restorations use the generator's {'EMA' if config.train.ema else 'raw'} weights; "
-            f"{config.restore.noise_seeds} noise seeds per input; metrics other than PSNR's spread use seed 0.",
-            f"iPrecision/iRecall features: identity = dlib ResNet-128 (the paper used FaceNet), Inception = "
-            f"pytorch-fid pool3. Skip nodes at {config.resolution} px: counted from 8 px.",
-            f"Training: {config.scale.epochs} epoch(s), batch {config.scale.batch}, width x{config.scale.width}.",
-            "Super-resolution: no model is trained for 8x or 16x SR; the BFR model restores the bicubic-upsampled "
-            "low-resolution input zero-shot (the paper trained one per task).",
-        ),
+        notes=run_notes(config),
     )
     aug_rows = {("Y" if value else "N"): arm for value, arm in ablation_rows(config, "aug").items()}
+    inputs = ReportInputs(
+        metrics_root=metrics_root,
+        run_info=info,
+        skips_arms=ablation_rows(config, "skips"),
+        aug_arms=aug_rows,
+        alpha_arms=ablation_rows(config, "alpha"),
+        comparison=COMPARISON,
+        figure8_methods=FIGURE8,
+        votes_csvs=[Path(v) for v in config.report.votes],
+        key_csv=None if config.report.votes_key is None else Path(config.report.votes_key),
+        qualitative=_qualitative_figures(config, data_dir, degraded_root, restored_root),
+        curves={arm.name: models_root / arm.name / CURVE_FILE for arm in list_arms(config)},
+        psnr_spread=config.report.psnr_spread,
+        ipr_k=config.report.ipr_k,
+        per_image_files={path.name: per_image_file(metrics_root, path.name, "bfr")
+                         for path in sorted(metrics_root.glob("*")) if path.is_dir()},
+        sr_methods={"Bicubic": DEG, SR_OURS: "main"},
+    )
     with maybe_tracked(config, "report", track, run_name="report") as mlflow_run:
         shutil.rmtree(out_dir, ignore_errors=True)
-        paths = build_report(
-            out_dir,
-            metrics_root=metrics_root,
-            run_info=info,
-            skips_arms=ablation_rows(config, "skips"),
-            aug_arms=aug_rows,
-            alpha_arms=ablation_rows(config, "alpha"),
-            comparison=COMPARISON,
-            figure8_methods=FIGURE8,
-            votes_csvs=list(config.report.votes),
-            key_csv=config.report.votes_key,
-            qualitative=_qualitative_figures(config, data_dir, degraded_root, restored_root),
-            curves={arm.name: models_root / arm.name / CURVE_FILE for arm in list_arms(config)},
-            psnr_spread=config.report.psnr_spread,
-            ipr_k=config.report.ipr_k,
-            per_image_files={path.name: per_image_file(metrics_root, path.name, "bfr")
-                             for path in sorted(metrics_root.glob("*")) if path.is_dir()},
-            sr_methods={"Bicubic": DEG, SR_OURS: "main"},
-        )
+        paths = build_report(out_dir, inputs)
         summary = summary_metrics(metrics_root, config.report.ipr_k)
         paths["summary"] = out_dir / METRICS_SUMMARY
         paths["summary"].write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from faceres.config import Config
-from faceres.errors import user_errors_exit
+from faceres.config.schema import Config
+from faceres.core.errors import user_errors_exit
 from faceres.pipeline import status
 from faceres.pipeline.design import method_and_tasks, method_run
 from faceres.pipeline.layout import Layout
@@ -22,10 +22,10 @@ log = logging.getLogger(__name__)
 def run(config: Config, arm_name: str, model_dir: Path, degraded: Path, out_dir: Path, tasks: list[str],
         track: bool = True) -> None:
     """Restore `tasks` with models/ARM's generator; an arm that was not run writes only its status."""
-    from faceres.devices import stage_device
+    from faceres.core.devices import stage_device
     from faceres.models.io import load_generator
-    from faceres.restore import restore_with_seeds
-    from faceres.train.checkpoint import GENERATOR_FILE
+    from faceres.restore.folder import restore_with_seeds
+    from faceres.train.outputs import GENERATOR_FILE
 
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
@@ -37,7 +37,7 @@ def run(config: Config, arm_name: str, model_dir: Path, degraded: Path, out_dir:
     run_config, run_params = method_run(config, arm_name)
     with maybe_tracked(config, "restore", track, run_name=f"restore-{arm_name}", extra_params=run_params,
                        logged_config=run_config) as mlflow_run:
-        generator = load_generator(model_dir / GENERATOR_FILE, device=stage_device(config))
+        generator = load_generator(model_dir / GENERATOR_FILE, device=stage_device(config.scale.gpus, config.gpus_setting))
         start = time.perf_counter()
         count = 0
         for task in tasks:

@@ -7,7 +7,7 @@ folder still gets every output dvc.yaml declares, holding its status instead of 
 - restore reads it and writes ``data/restored/<arm>/status.json`` = {status: not_run, reason} (or ok, tasks);
 - evaluate writes ``metrics/<method>/<task>.json`` = {method, task, status, reason} (not_run or
   not_provided) and a note in ``per_image/``; the report shows such a row as not run / not provided
-  (faceres/results.py reads it).
+  (faceres/metrics/metrics_file.py reads it).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from faceres.errors import DataError
-from faceres.files import write_json
+from faceres.core.errors import DataError
+from faceres.core.files import write_json
 from faceres.pipeline.layout import PER_IMAGE, STATUS_FILE
-from faceres.results import NOT_PROVIDED, NOT_RUN
-from faceres.train.checkpoint import SUMMARY_FILE as TRAIN_SUMMARY  # the file train writes either way
+from faceres.metrics.metrics_file import NOT_PROVIDED, NOT_RUN
+from faceres.train.outputs import SUMMARY_FILE as TRAIN_SUMMARY  # the file train writes either way
 
 OK = "ok"
 

@@ -34,8 +34,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
-from faceres.config import Config, to_flat_dict
-from faceres.errors import TrackingError
+from faceres.config.schema import Config
+from faceres.config.loader import to_flat_dict
+from faceres.core.errors import TrackingError
 
 LOCAL_STORE = "mlflow.db"  # MLflow 3's default store name: `mlflow ui` in the project root opens it
 LOCAL_ARTIFACTS = "mlruns"  # beside it, as MLflow's default artifact root
@@ -171,7 +172,7 @@ class StageRun:
         import pandas as pd
         from mlflow.data import from_pandas
 
-        from faceres.files import sha256_file
+        from faceres.core.files import sha256_file
 
         folder = manifest.resolve().parent
         with warnings.catch_warnings():  # MLflow's hints on integer columns and on which local source class it picked

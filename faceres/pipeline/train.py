@@ -8,14 +8,18 @@ impossible at this resolution is recorded as not run (faceres.pipeline.status).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import logging
+import re
+import sys
 from pathlib import Path
 from typing import Sequence
 
-from faceres.config import Config, load_config
-from faceres.errors import user_errors_exit
-from faceres.pipeline import stage_args, status
+from faceres.config.arguments import add_params_arguments, config_from_args
+from faceres.config.schema import Config
+from faceres.core.errors import user_errors_exit
+from faceres.pipeline import status
 from faceres.pipeline.design import arm_config, arm_params
 from faceres.pipeline.layout import MANIFEST, Layout
 from faceres.pipeline.tracking import StageRun, maybe_tracked
@@ -32,7 +36,7 @@ def record_trained(run: StageRun, arm_name: str, summary: dict, out_dir: Path) -
     """A finished training (trained here or copied from the run cache) on its MLflow run: fingerprint and
     generator tags, final losses, throughput, train.json, and the generator file (the main arm's also as a new
     version of the registered model)."""
-    from faceres.train.checkpoint import SUMMARY_FILE
+    from faceres.train.outputs import SUMMARY_FILE
 
     generator = out_dir / "generator.pt"
     run.set_tags({"fingerprint": summary["fingerprint"], "generator_sha256": summary["generator_sha256"],
@@ -52,7 +56,7 @@ def train(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: b
     Every node's first process ends with the result in out_dir, whichever node rank 0 was on (c10d ranks the
     nodes by host name).
     """
-    from faceres.arms import find_arm
+    from faceres.config.arms import find_arm
     from faceres.train.distributed import init_distributed, shutdown
     from faceres.train.loop import train_arm
 
@@ -65,7 +69,7 @@ def train(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: b
     try:
         vgg = None
         if config.train.perceptual_weight > 0 or config.train.style_weight > 0:
-            from faceres.weights import load_vgg16_features
+            from faceres.weights.load import load_vgg16_features
 
             vgg = load_vgg16_features()
         tracked = track and ctx.local_rank == 0
@@ -101,7 +105,7 @@ def run_or_launch(config: Config, arm_name: str, data_dir: Path, out_dir: Path, 
     this process, or re-execute as torchrun with `forwarded` (a `faceres` command line) plus the training
     images' digest, hashed here once for every process of this node. `data_digest`: given when this process is
     one of those torchrun started."""
-    from faceres.arms import find_arm
+    from faceres.config.arms import find_arm
     from faceres.train.launch import planned_processes, relaunch_under_torchrun, torchrun_command, under_torchrun
     from faceres.train.runcache import finished_run, reuse_finished_run
 
@@ -130,11 +134,40 @@ def run_or_launch(config: Config, arm_name: str, data_dir: Path, out_dir: Path, 
             record_trained(mlflow_run, arm_name, summary, out_dir)
 
 
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The training entry point's arguments: `faceres train`, the stage, and the launcher's re-execution."""
+    parser.add_argument("arm", help="main, or an arm of params.yaml ablations.arms")
+    add_params_arguments(parser)
+    parser.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
+    parser.add_argument("--data", default=str(Layout().prepared), help="prepared dataset (default: %(default)s)")
+    parser.add_argument("--out", default=None, help=f"output directory (default: {Layout().models}/ARM)")
+    # the training images' sha256, handed by the launcher to the torchrun processes it starts (hashed once)
+    parser.add_argument("--data-digest", type=_sha256_hex, default=None, help=argparse.SUPPRESS)
+
+
+def run_from_args(args: argparse.Namespace) -> None:
+    out = Path(args.out) if args.out else Layout().models / args.arm
+    # what the GPU launcher re-executes under torchrun: this module with the same arguments
+    forwarded = [args.arm, "--params", args.params, "--data", args.data, "--out", str(out),
+                 *(f"-S{o}" for o in args.overrides), *(["--no-track"] if args.no_track else [])]
+    run_or_launch(config_from_args(args), args.arm, Path(args.data), out, not args.no_track, forwarded,
+                  data_digest=args.data_digest)
+
+
+def _sha256_hex(value: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise argparse.ArgumentTypeError(f"--data-digest = {value}: allowed: a sha256 of 64 lower-case hex digits")
+    return value
+
+
 @user_errors_exit
 def main(argv: Sequence[str]) -> None:
-    """python stages/train.py ARM"""
-    (arm,) = stage_args(argv, "python stages/train.py ARM", 1, 1)
-    layout = Layout()
-    out = layout.models / arm
-    run_or_launch(load_config(), arm, layout.prepared, out, True,
-                  ["train", arm, "--data", str(layout.prepared), "--out", str(out)])
+    """python stages/train.py ARM (the DVC stage), and python -m faceres.pipeline.train ARM [options] (what the
+    GPU launcher re-executes, as stylegan2-ada's and nanoGPT's launchers start their own script)."""
+    parser = argparse.ArgumentParser(prog="python -m faceres.pipeline.train", description="train one arm")
+    add_train_arguments(parser)
+    run_from_args(parser.parse_args(list(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -6,14 +6,15 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from faceres.errors import user_errors_exit
+from faceres.core.errors import user_errors_exit
 from faceres.pipeline import stage_args
 from faceres.pipeline.layout import Layout
 
 
 def run(out: Path | None, networks: Sequence[str] | None = None, sources: str | None = None) -> None:
     """Materialize `networks` (default: all) from `sources`; write the verified record to `out` if given."""
-    from faceres.weights import NETWORKS, ensure_weights, weights_report
+    from faceres.weights.catalog import NETWORKS
+    from faceres.weights.store import ensure_weights, weights_report
 
     ensure_weights(networks or NETWORKS, sources=sources)
     if out is not None:

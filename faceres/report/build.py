@@ -4,11 +4,12 @@ report.md and report.html (what the DVC ``report`` stage runs)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from faceres.errors import ConfigError, DataError
+from faceres.core.errors import ConfigError, DataError
 from faceres.report.document import ReportFigure, RunInfo, write_report
 from faceres.report.figures import (
     alpha_tradeoff,
@@ -21,80 +22,85 @@ from faceres.report.figures import (
 )
 from faceres.report.claims import check_claims, claims_table, not_run_reasons, paper_claims, read_per_image
 from faceres.report.human_study import aggregate_votes
-from faceres.results import load_metrics_dir
+from faceres.metrics.metrics_file import load_metrics_dir
 from faceres.report.tables import SR_FACTORS, alpha_table, sr_table, table6, table7, table8
 
 
-def build_report(
-    out_dir: str | Path,
-    *,
-    metrics_root: str | Path,
-    run_info: RunInfo,
-    skips_arms: Mapping[int, str],
-    aug_arms: Mapping[str, str],
-    alpha_arms: Mapping[float, str],
-    comparison: Mapping[str, str],
-    figure8_methods: Mapping[str, str],
-    votes_csvs: Sequence[str | Path] = (),
-    key_csv: str | Path | None = None,
-    qualitative: Sequence[tuple[str, Figure, str]] = (),
-    curves: Mapping[str, str | Path] | None = None,
-    psnr_spread: str = "seed_std",
-    ipr_k: int = 1,
-    task: str = "bfr",
-    per_image_files: Mapping[str, str | Path] | None = None,
-    sr_methods: Mapping[str, str] | None = None,
-) -> dict[str, Path]:
-    """Everything into ``out_dir``: ``tables/`` (csv, md, tex), ``figures/`` (PNG: also DVC image plots),
-    ``pdf/`` (the figures as PDF), ``plots/`` (Figure 8's and the training curves' data, long format: one row per
-    method and x), ``report.md``, ``report.html``. Returns the report paths {"md", "html"}.
-    ``curves``: {arm: its curve.csv} for the training-curves figure (arms without one are left out).
+@dataclass(frozen=True)
+class ReportInputs:
+    """What the report is made of: the metrics, which method fills which row of each table, and the extras.
 
     ``metrics_root`` holds ``<method>/<task>.json``; the arms map table rows to method names. Votes files
     need ``key_csv``; without ``votes_csvs`` Table 8 says "no votes". ``qualitative``: (title, figure, caption) from
-    :mod:`faceres.report.figures`' grids, saved and shown after the metric figures. ``per_image_files``:
-    {method: its per-image CSV of ``task``}, for the claims table (:mod:`faceres.report.claims`; the main
-    model is ``comparison["Ours"]``, the degraded input ``comparison["DEG"]``); without it there is no claims
-    table. ``sr_methods``: {row label: method} of the super-resolution table (none without it).
+    :mod:`faceres.report.figures`' grids, saved and shown after the metric figures. ``curves``: {arm: its
+    curve.csv} for the training-curves figure (arms without one are left out). ``per_image_files``: {method: its
+    per-image CSV of ``task``}, for the claims table (:mod:`faceres.report.claims`; the main model is
+    ``comparison["Ours"]``, the degraded input ``comparison["DEG"]``); without it there is no claims table.
+    ``sr_methods``: {row label: method} of the super-resolution table (none without it).
     """
-    if votes_csvs and key_csv is None:
+
+    metrics_root: Path
+    run_info: RunInfo
+    skips_arms: Mapping[int, str]
+    aug_arms: Mapping[str, str]
+    alpha_arms: Mapping[float, str]
+    comparison: Mapping[str, str]
+    figure8_methods: Mapping[str, str]
+    votes_csvs: Sequence[Path] = ()
+    key_csv: Path | None = None
+    qualitative: Sequence[tuple[str, Figure, str]] = ()
+    curves: Mapping[str, Path] = field(default_factory=dict)
+    psnr_spread: str = "seed_std"
+    ipr_k: int = 1
+    task: str = "bfr"
+    per_image_files: Mapping[str, Path] | None = None
+    sr_methods: Mapping[str, str] | None = None
+
+
+def build_report(out_dir: str | Path, inputs: ReportInputs) -> dict[str, Path]:
+    """Everything into ``out_dir``: ``tables/`` (csv, md, tex), ``figures/`` (PNG: also DVC image plots),
+    ``pdf/`` (the figures as PDF), ``plots/`` (Figure 8's and the training curves' data, long format: one row per
+    method and x), ``report.md``, ``report.html``. Returns the report paths {"md", "html"}."""
+    if inputs.votes_csvs and inputs.key_csv is None:
         raise ConfigError("votes files given without the questionnaire's key_csv: the votes cannot be decoded")
     out_dir = Path(out_dir)
-    runs = load_metrics_dir(metrics_root, task)
-    preference = aggregate_votes(list(votes_csvs), key_csv) if votes_csvs else None
+    runs = load_metrics_dir(inputs.metrics_root, inputs.task)
+    preference = aggregate_votes(list(inputs.votes_csvs), inputs.key_csv) if inputs.votes_csvs else None
     tables = []
-    if per_image_files is not None:
-        claims = paper_claims(skips_arms, aug_arms, alpha_arms, main=comparison["Ours"], degraded=comparison["DEG"])
-        checks = check_claims(claims, runs, read_per_image(per_image_files),
-                              not_run=not_run_reasons(Path(metrics_root), task), ipr_k=ipr_k)
-        tables.append(claims_table(checks, ipr_k=ipr_k))
+    if inputs.per_image_files is not None:
+        claims = paper_claims(inputs.skips_arms, inputs.aug_arms, inputs.alpha_arms, main=inputs.comparison["Ours"],
+                              degraded=inputs.comparison["DEG"])
+        checks = check_claims(claims, runs, read_per_image(inputs.per_image_files),
+                              not_run=not_run_reasons(Path(inputs.metrics_root), inputs.task), ipr_k=inputs.ipr_k)
+        tables.append(claims_table(checks, ipr_k=inputs.ipr_k))
     tables += [
-        table6(runs, skips_arms, psnr_spread=psnr_spread, ipr_k=ipr_k, task=task),
-        table7(runs, aug_arms, task=task),
-        table8(runs, comparison, preference=preference, ipr_k=ipr_k, task=task),
-        alpha_table(runs, alpha_arms, task=task),
+        table6(runs, inputs.skips_arms, psnr_spread=inputs.psnr_spread, ipr_k=inputs.ipr_k, task=inputs.task),
+        table7(runs, inputs.aug_arms, task=inputs.task),
+        table8(runs, inputs.comparison, preference=preference, ipr_k=inputs.ipr_k, task=inputs.task),
+        alpha_table(runs, inputs.alpha_arms, task=inputs.task),
     ]
-    if sr_methods:
-        sr_runs = {sr_task: load_metrics_dir(metrics_root, sr_task) for sr_task in SR_FACTORS}
-        tables.append(sr_table(sr_runs, sr_methods, resolution=run_info.resolution, ipr_k=ipr_k))
+    if inputs.sr_methods:
+        sr_runs = {sr_task: load_metrics_dir(inputs.metrics_root, sr_task) for sr_task in SR_FACTORS}
+        tables.append(sr_table(sr_runs, inputs.sr_methods, resolution=inputs.run_info.resolution, ipr_k=inputs.ipr_k))
     for table in tables:
         table.write(out_dir / "tables")
 
-    figure8_table = figure8_data(runs, figure8_methods)
+    figure8_table = figure8_data(runs, inputs.figure8_methods)
     write_figure8_data(figure8_table, out_dir / "plots")
-    curve_table = training_curves(curves or {})
+    curve_table = training_curves(inputs.curves)
     curve_table.to_csv(out_dir / "plots" / "training_curves.csv", index=False, float_format="%.6g")
     makers = [
         ("Figure 8: iPrecision and iRecall (Inception features) vs neighbourhood size",
          lambda: figure8(figure8_table), "figure8",
          "One line per method with a metrics file; k = 1..4 (appendix B, Fig. 8)."),
-        ("Alpha trade-off: PSNR and FID vs α", lambda: alpha_tradeoff(runs, alpha_arms), "alpha_tradeoff",
+        ("Alpha trade-off: PSNR and FID vs α", lambda: alpha_tradeoff(runs, inputs.alpha_arms), "alpha_tradeoff",
          "Appendix C.4 claims PSNR falls and FID improves (falls) as α grows; ρ = Spearman rank correlation."),
     ]
     makers.append(("Training curves of every arm", lambda: training_figure(curve_table), "training_curves",
                    "The generator's L1, VGG feature and adversarial losses and the discriminator's loss, logged every "
                    "train.log_every steps (models/ARM/curve.csv)."))
-    makers += [(title, (lambda f=fig: f), f"qualitative_{i}", caption) for i, (title, fig, caption) in enumerate(qualitative, 1)]
+    makers += [(title, (lambda f=fig: f), f"qualitative_{i}", caption)
+               for i, (title, fig, caption) in enumerate(inputs.qualitative, 1)]
     figures = []
     for title, make, stem, caption in makers:
         try:
@@ -104,4 +110,4 @@ def build_report(
             continue
         paths = save_figure(fig, out_dir / "figures" / stem, out_dir / "pdf" / stem)
         figures.append(ReportFigure(title, paths["png"], caption, pdf=paths["pdf"]))
-    return write_report(out_dir, tables=tables, figures=figures, run_info=run_info)
+    return write_report(out_dir, tables=tables, figures=figures, run_info=inputs.run_info)

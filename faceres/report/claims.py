@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from faceres.errors import DataError
+from faceres.core.errors import DataError
 from faceres.metrics.stats import bootstrap_mean_ci
-from faceres.report.table import DASH, Table, format_number
-from faceres.results import MetricsFile
+from faceres.report.comparison_table import DASH, Table, format_number
+from faceres.metrics.metrics_file import MetricsFile
 
 CI_LEVEL = 0.95
 N_RESAMPLES = 2000

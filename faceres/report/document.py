@@ -10,7 +10,8 @@ from pathlib import Path
 
 import jinja2
 
-from faceres.errors import DataError
+from faceres.config.schema import Config
+from faceres.core.errors import DataError
 from faceres.report.images import data_uri
 from faceres.report.tables import Table
 
@@ -143,3 +144,19 @@ def write_report(
     paths["md"].write_text(render_markdown(out_dir, tables, figures, run_info, title), encoding="utf-8")
     paths["html"].write_text(render_html(tables, figures, run_info, title), encoding="utf-8")
     return paths
+
+
+def run_notes(config: Config) -> tuple[str, ...]:
+    """The report's notes on how this run was made, from its configuration (shown under the run's facts)."""
+    aug = config.train.augment
+    return (
+        f"Adversarial augmentation: mode {aug.mode}, probability {aug.prob}, worst of {aug.candidates}, "
+        f"{aug.pgd_steps} PGD step(s) of {aug.pgd_step} of each range, pixel eps {aug.pixel_eps}/255.",
+        f"Restorations use the generator's {'EMA' if config.train.ema else 'raw'} weights; "
+        f"{config.restore.noise_seeds} noise seeds per input; metrics other than PSNR's spread use seed 0.",
+        f"iPrecision/iRecall features: identity = dlib ResNet-128 (the paper used FaceNet), Inception = "
+        f"pytorch-fid pool3. Skip nodes at {config.resolution} px: counted from 8 px.",
+        f"Training: {config.scale.epochs} epoch(s), batch {config.scale.batch}, width x{config.scale.width}.",
+        "Super-resolution: no model is trained for 8x or 16x SR; the BFR model restores the bicubic-upsampled "
+        "low-resolution input zero-shot (the paper trained one per task).",
+    )

@@ -21,10 +21,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 from PIL import Image
 
-from faceres.config import check_ks
-from faceres.errors import ConfigError, DataError
+from faceres.config.schema import check_ks
+from faceres.core.errors import ConfigError, DataError
 from faceres.report.images import find_image, load_image
-from faceres.results import FEATURE_SPACES, MetricsFile
+from faceres.metrics.metrics_file import FEATURE_SPACES, MetricsFile
 from faceres.report.tables import alpha_trend
 
 FIGURE8_METRICS = (("iprecision", "iPrecision"), ("irecall", "iRecall"))

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from faceres.errors import ConfigError, DataError
+from faceres.core.errors import ConfigError, DataError
 from faceres.report.images import data_uri, load_image, png_bytes
 
 VOTES_COLUMNS = ("rater", "example", "choice_label")

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from faceres.errors import DataError
-from faceres.imageio import IMAGE_EXTENSIONS, read_rgb
+from faceres.core.errors import DataError
+from faceres.core.imageio import IMAGE_EXTENSIONS, read_rgb
 
 
 def find_image(folder: str | Path, image_id: str) -> Path:

@@ -1,6 +1,6 @@
 """The paper's appendix tables (6, 7, 8 and the alpha trade-off) from our metrics files, beside the paper's values.
 
-Every table is a :class:`~faceres.report.table.Table` (the table model and its renderings live there): ``data`` (numbers, one row per table row, for CSV / ``dvc metrics``), the
+Every table is a :class:`~faceres.report.comparison_table.Table` (the table model and its renderings live there): ``data`` (numbers, one row per table row, for CSV / ``dvc metrics``), the
 rendered cells (``header`` + ``rows``, for Markdown, LaTeX and HTML) and ``notes`` (footnotes saying how
 each number was made). Cell vocabulary, the same in every table:
 
@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import pandas as pd
 from scipy import stats
 
-from faceres.errors import ConfigError
-from faceres.report.inputs import load_paper_numbers
-from faceres.report.table import Column, Measured, Row, Table, build_table, format_number, latex_escape
-from faceres.results import MetricsFile
+from faceres.core.errors import ConfigError
+from faceres.report.paper_numbers import load_paper_numbers
+from faceres.report.comparison_table import Column, Measured, Row, Table, build_table, format_number, latex_escape
+from faceres.metrics.metrics_file import MetricsFile
 
 PSNR_SPREADS = ("seed_std", "ci95")
 EXTERNAL_METHODS = ("DFDNet", "GFPGAN", "GPEN")

@@ -13,7 +13,7 @@ The adversary scores with the pixel L1 of the reconstruction (the cheap part of 
 with constant noise, so its choice is deterministic given (seed, step, image position).
 
 Device discipline: which images are hardened is a host-side draw per (seed, step, global position), so the
-subset's size is a host value; the candidates are drawn on the training device (faceres.streams), the choice
+subset's size is a host value; the candidates are drawn on the training device (faceres.core.streams), the choice
 among them is a `torch.where`, and nothing is read back to the host.
 """
 
@@ -25,12 +25,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from faceres.config import AugmentConfig, BFRConfig
-from faceres.degrade.pipeline import apply_bfr_tensor
-from faceres.devices import host_tensor
+from faceres.config.schema import AugmentConfig, BFRConfig
+from faceres.degrade.chain import apply_bfr_tensor
+from faceres.core.devices import host_tensor
 from faceres.degrade.sampling import OnlineBFRParams, clamp_to_ranges, sample_online
-from faceres.seeds import key_of, unit_of
-from faceres.streams import keys_for
+from faceres.core.seeds import key_of, unit_of
+from faceres.core.streams import keys_for
 
 
 @dataclass

@@ -1,9 +1,9 @@
-"""Checkpoints: written atomically (faceres.files.save_torch), read with `weights_only=True` (load_torch), keyed
+"""Checkpoints: written atomically (faceres.core.files.save_torch), read with `weights_only=True` (load_torch), keyed
 by fingerprint.
 
 A training run's fingerprint hashes everything that determines its result: the effective parameters, the
 training images and the source of the code that trains (the import closure of the training loop and of the
-VGG16 loader, read from the source by faceres.imports, less the modules in :data:`RESULT_NEUTRAL`). Runs with
+VGG16 loader, read from the source by faceres.core.imports, less the modules in :data:`RESULT_NEUTRAL`). Runs with
 equal fingerprints are the same run, so (a) an interrupted run resumes from its last checkpoint when the stage
 is rerun, and (b) an arm whose configuration equals another's (e.g. the main model inside each ablation) is
 trained once and reused. A checkpoint carries what its fingerprint hashed, so one of another run is refused
@@ -20,15 +20,10 @@ from typing import Any
 
 import torch
 
-from faceres import imports
-from faceres.errors import FaceresError
-from faceres.files import save_torch
+from faceres.core import imports
+from faceres.core.errors import FaceresError
+from faceres.core.files import save_torch
 
-# The files of a training run: the run cache's checkpoint and final/ folder, and models/<arm>/
-GENERATOR_FILE = "generator.pt"
-CURVE_FILE = "curve.csv"
-SUMMARY_FILE = "train.json"
-CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_FORMAT = 2  # 2: carries its fingerprint's inputs (settings, data digest, code file digests)
 
 # The code that trains a generator: the loop (models, losses, degradation, augmentation, seeds, image decoding,
@@ -36,7 +31,7 @@ CHECKPOINT_FORMAT = 2  # 2: carries its fingerprint's inputs (settings, data dig
 TRAINING_CODE = ("faceres.train.loop", "faceres.weights.load")
 # Modules in that closure that cannot change the trained weights: messages and exception classes, the cache's
 # location, and the synthetic renderer (its images enter the fingerprint through the data digest).
-RESULT_NEUTRAL = ("faceres.console", "faceres.errors", "faceres.paths", "faceres.data.synthetic")
+RESULT_NEUTRAL = ("faceres.core.console", "faceres.core.errors", "faceres.core.cache", "faceres.data.synthetic")
 
 
 def code_digest() -> str:

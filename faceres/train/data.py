@@ -18,17 +18,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from faceres.config import BFRConfig, Config
+from faceres.config.schema import BFRConfig, Config
 from faceres.data.prepare import read_manifest
 from faceres.degrade.sampling import OnlineBFRParams, sample_online
-from faceres.errors import ConfigError, DataError
-from faceres.imageio import read_rgb
-from faceres.seeds import key_of
-from faceres.streams import keys_for, uniform
+from faceres.core.errors import ConfigError, DataError
+from faceres.core.imageio import read_rgb
+from faceres.core.seeds import key_of
+from faceres.core.streams import keys_for, uniform
 
 
 def seeded(*parts: object, device: str | torch.device = "cpu") -> torch.Generator:
-    """A torch.Generator seeded with :func:`faceres.streams.key_of` of `parts` (host-side draws: permutations)."""
+    """A torch.Generator seeded with :func:`faceres.core.streams.key_of` of `parts` (host-side draws: permutations)."""
     generator = torch.Generator(device=device)
     generator.manual_seed(key_of(*parts))
     return generator

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from faceres.errors import ConfigError
+from faceres.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

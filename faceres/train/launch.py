@@ -1,7 +1,7 @@
 """Start training under torchrun when the profile asks for GPUs (one process per GPU, NCCL), or on several nodes.
 
 `faceres train ARM` (and the DVC stage) re-executes itself as
-``python -m faceres.train.launch --nproc_per_node <gpus> [$FACERES_TORCHRUN_ARGS] -m faceres.cli train ARM``
+``python -m faceres.train.launch --nproc_per_node <gpus> [$FACERES_TORCHRUN_ARGS] -m faceres.pipeline.train ARM``
 (torchrun, whose failure report is one line here: the processes' own one-line errors say why) unless it
 already runs under torchrun. Several nodes: set FACERES_TORCHRUN_ARGS on every node, e.g.
 ``--nnodes 2 --rdzv_backend c10d --rdzv_endpoint host0:29500 --rdzv_id faceres-main`` (see README). On a CPU
@@ -16,9 +16,9 @@ import os
 import shlex
 import sys
 
-from faceres.config import Config
-from faceres.devices import check_gpus
-from faceres.errors import ConfigError
+from faceres.config.schema import Config
+from faceres.core.devices import check_gpus
+from faceres.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +59,14 @@ def planned_processes(config: Config) -> int:
 
 
 def torchrun_command(config: Config, cli_args: list[str]) -> list[str] | None:
-    """The torchrun command line for this profile, or None to train in this process (CPU profile, one node)."""
+    """The torchrun command line for this profile, re-executing the training stage's module with `cli_args`
+    (``python -m faceres.pipeline.train ARM ...``), or None to train in this process (CPU profile, one node)."""
     if not launches_torchrun(config) or under_torchrun():
         return None
-    check_gpus(config)
+    check_gpus(config.scale.gpus, config.gpus_setting)
     extra = shlex.split(os.environ.get(TORCHRUN_ARGS_ENV, ""))
     return [sys.executable, "-m", "faceres.train.launch", "--nproc_per_node", str(processes_per_node(config)),
-            *extra, "-m", "faceres.cli", *cli_args]
+            *extra, "-m", "faceres.pipeline.train", *cli_args]
 
 
 def relaunch_under_torchrun(command: list[str]) -> None:

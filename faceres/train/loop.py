@@ -24,43 +24,30 @@ import pandas as pd
 import torch
 from torch import nn
 
-from faceres.arms import Arm
-from faceres.config import Config
+from faceres.config.arms import Arm
+from faceres.config.schema import Config
 from faceres.degrade.ops import to_uint8
-from faceres.degrade.pipeline import apply_bfr_tensor
-from faceres.errors import FaceresError
-from faceres.files import atomic_directory, load_torch, sha256_file, write_json
-from faceres.losses import (
+from faceres.degrade.chain import apply_bfr_tensor
+from faceres.core.errors import FaceresError
+from faceres.core.files import atomic_directory, load_torch, sha256_file, write_json
+from faceres.train.losses import (
     GeneratorLoss,
     LossWeights,
     PerceptualLoss,
     R1Regularization,
     discriminator_adversarial_loss,
 )
-from faceres.models import build_models
+from faceres.models.build import build_models
 from faceres.models.io import save_generator
-from faceres.paths import CACHE_ENV
-from faceres.seeds import key_of
-from faceres.streams import keys_for
+from faceres.core.cache import CACHE_ENV
+from faceres.core.seeds import key_of
+from faceres.core.streams import keys_for
 from faceres.train.augment import harden
-from faceres.train.checkpoint import (
-    CHECKPOINT_FILE,
-    CHECKPOINT_FORMAT,
-    CURVE_FILE,
-    GENERATOR_FILE,
-    SUMMARY_FILE,
-    CheckpointWriter,
-    inputs_difference,
-)
+from faceres.train.checkpoint import CHECKPOINT_FORMAT, CheckpointWriter, inputs_difference
 from faceres.train.data import FaceImages, StepBatchSampler, StepPlan, mirrored, rank_batch, step_degradations
-from faceres.train.distributed import (
-    DistContext,
-    average_gradients,
-    barrier,
-    broadcast_object,
-    check_shared_directory,
-)
+from faceres.train.distributed import DistContext, average_gradients, barrier, broadcast_object, check_shared_directory
 from faceres.train.logs import LogWindow
+from faceres.train.outputs import CHECKPOINT_FILE, CURVE_FILE, GENERATOR_FILE, SUMMARY_FILE
 from faceres.train.precision import Precision
 from faceres.train.process import configure_process
 from faceres.train.runcache import (

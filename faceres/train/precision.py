@@ -15,7 +15,7 @@ for that reason). What stays float32 in every mode: the weights, Adam's moments 
 autocast: blur kernels, JPEG tables); the generator's image path (each ToRGB output is cast to float32 and
 summed over resolutions in float32, as stylegan2-ada keeps ``img``); network outputs before any loss; the
 minibatch standard deviation, the demodulation coefficients, Gram matrices and every loss reduction.
-Restoration and evaluation run in IEEE float32 with TF32 off on CUDA too (faceres.devices.float32_matmuls), so
+Restoration and evaluation run in IEEE float32 with TF32 off on CUDA too (faceres.core.devices.float32_matmuls), so
 reported metrics do not depend on the GPU or the training precision beyond the trained weights.
 
 bf16 needs a GPU with native bfloat16: NVIDIA Ampere (A100, RTX 30xx) or later. On a V100 (the paper's GPUs)
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from faceres.config import PrecisionMode
+from faceres.config.schema import PrecisionMode
 
 
 @dataclass(frozen=True)

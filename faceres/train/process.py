@@ -8,7 +8,7 @@ import os
 
 import torch
 
-from faceres.config import Config
+from faceres.config.schema import Config
 from faceres.train.distributed import DistContext
 from faceres.train.precision import Precision
 

@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from faceres.arms import Arm
-from faceres.config import Config, to_flat_dict
-from faceres.models import ModelConfig
-from faceres.paths import cache_root
-from faceres.files import atomic_directory
-from faceres.train.checkpoint import SUMMARY_FILE, fingerprint, fingerprint_inputs
+from faceres.config.arms import Arm
+from faceres.config.schema import Config
+from faceres.config.loader import to_flat_dict
+from faceres.models.build import ModelConfig
+from faceres.core.cache import cache_root
+from faceres.core.files import atomic_directory
+from faceres.train.checkpoint import fingerprint, fingerprint_inputs
+from faceres.train.outputs import SUMMARY_FILE
 from faceres.train.data import FaceImages
 
 log = logging.getLogger(__name__)

@@ -36,16 +36,3 @@ The package: :mod:`~faceres.weights.catalog` (the networks and their sources), :
 Every cached file is listed in ``manifest.json`` (file, source, sha256, size) and its sha256 is checked on
 every load. Our own checkpoints are written with ``torch.save`` and read with ``torch.load(weights_only=True)``.
 """
-
-from faceres.weights.catalog import MANIFEST_NAME, NETWORKS, SOURCES, SOURCES_ENV, SPECS, NetworkSpec, PypiArchive
-from faceres.weights.convert import NumpyOnlyUnpickler, load_numpy_pickle
-from faceres.weights.load import load_alexnet_features, load_fid_inception, load_vgg16_features
-from faceres.weights.sources import hub_checkpoints_dir, resolve_sources, weights_dir
-from faceres.weights.store import cached_weights_path, ensure_weights, verified_file, weights_report
-
-__all__ = [
-    "MANIFEST_NAME", "NETWORKS", "SOURCES", "SOURCES_ENV", "SPECS", "NetworkSpec", "NumpyOnlyUnpickler",
-    "PypiArchive", "cached_weights_path", "ensure_weights", "hub_checkpoints_dir", "load_alexnet_features",
-    "load_fid_inception", "load_numpy_pickle", "load_vgg16_features", "resolve_sources", "verified_file",
-    "weights_dir", "weights_report",
-]

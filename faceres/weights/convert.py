@@ -15,7 +15,7 @@ from unittest import mock
 import numpy as np
 import torch
 
-from faceres.errors import WeightsError
+from faceres.core.errors import WeightsError
 
 
 def _allowed_pickle_globals() -> dict[tuple[str, str], object]:

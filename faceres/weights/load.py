@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from faceres.errors import WeightsError
+from faceres.core.errors import WeightsError
 from faceres.weights.convert import (
     _FEATURE_STRUCTURES,
     _assign_state,

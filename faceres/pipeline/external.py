@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from faceres.errors import DataError
-from faceres.files import atomic_directory
-from faceres.imageio import list_images, read_rgb, read_rgb_converted, write_png
+from faceres.core.errors import DataError
+from faceres.core.files import atomic_directory
+from faceres.core.imageio import list_images, read_rgb, read_rgb_converted, write_png
 
 # appended to the input's name by the official scripts (GFPGAN / CodeFormer face index, GPEN, DFDNet, generic)
 SUFFIXES = ("_00", "_GPEN", "_restored", "_final", "_output")

@@ -12,27 +12,25 @@ from typing import Iterator
 
 import torch
 
-from faceres.config import Config
-from faceres.errors import ConfigError
+from faceres.core.errors import ConfigError
 
 
-def check_gpus(config: Config) -> None:
-    """One-line error, before any compute, when the profile asks for more GPUs than this machine has."""
-    wanted = config.scale.gpus
+def check_gpus(wanted: int, setting: str) -> None:
+    """One-line error, before any compute, when `wanted` GPUs (the value of `setting`, e.g. ``params.yaml:
+    profiles.gpu.gpus``: :attr:`faceres.config.schema.Config.gpus_setting`) are more than this machine has."""
     if wanted == 0:
         return
     available = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if available < wanted:
         raise ConfigError(
-            f"{config.source_file}: profiles.{config.profile}.gpus = {wanted}: this machine has {available} CUDA "
-            f"device(s); allowed: at most {available} (0 = CPU)"
+            f"{setting} = {wanted}: this machine has {available} CUDA device(s); allowed: at most {available} (0 = CPU)"
         )
 
 
-def stage_device(config: Config) -> torch.device:
-    """The device of a single-process stage (restore, evaluate): the first GPU when the profile has GPUs."""
-    check_gpus(config)
-    return torch.device(config.scale.device_type)
+def stage_device(wanted: int, setting: str) -> torch.device:
+    """The device of a single-process stage (restore, evaluate): the first GPU when `wanted` > 0 (see check_gpus)."""
+    check_gpus(wanted, setting)
+    return torch.device("cuda" if wanted > 0 else "cpu")
 
 
 def host_tensor(values: list[int] | list[float], device: torch.device, dtype: torch.dtype = torch.int64) -> torch.Tensor:

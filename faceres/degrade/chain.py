@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from faceres.config import TASKS, BFRConfig, SRConfig, check_task
+from faceres.config.schema import TASKS, BFRConfig, SRConfig, check_task
 from faceres.degrade.jpeg import JpegMode, Rounding, check_quality, jpeg, jpeg_diff, jpeg_real_uint8
 from faceres.degrade.ops import (
     add_noise,
@@ -42,8 +42,8 @@ from faceres.degrade.sampling import (
     sample_bfr,
     sr_params,
 )
-from faceres.devices import autocast_off, float32_matmuls
-from faceres.errors import ConfigError, DataError
+from faceres.core.devices import autocast_off, float32_matmuls
+from faceres.core.errors import ConfigError, DataError
 
 NoiseSource = Callable[[int, int], torch.Tensor]
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from faceres.config import Config, skip_nodes, skips_allowed
-from faceres.errors import ConfigError
+from faceres.config.schema import Config
+from faceres.models.architecture import skip_nodes, skips_allowed
+from faceres.core.errors import ConfigError
 
 MAIN = "main"
 ABLATION_KEYS = ("skips", "alpha", "aug")

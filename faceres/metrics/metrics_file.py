@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from faceres.errors import DataError
+from faceres.core.errors import DataError
 
 PER_IMAGE_METRICS = ("psnr", "ssim", "lpips")
 MANIFOLD_METRICS = ("precision", "recall", "iprecision", "irecall")

@@ -9,10 +9,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from faceres.config import MBSTD_GROUP
-from faceres.errors import ConfigError
+from faceres.core.errors import ConfigError
 from faceres.models.architecture import (
     DEFAULT_SKIPS,
+    MBSTD_GROUP,
     Architecture,
     require_int,
     require_number,

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from faceres.errors import DataError
-from faceres.files import atomic_write
+from faceres.core.errors import DataError
+from faceres.core.files import atomic_write
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 ALLOWED = "8-bit RGB (PNG, JPEG, WebP, BMP or TIFF)"

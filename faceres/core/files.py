@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
-from faceres.errors import FaceresError
+from faceres.core.errors import FaceresError
 
 
 @contextlib.contextmanager

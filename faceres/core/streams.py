@@ -12,7 +12,7 @@ streams is one tensor expression on the batch's own device:
   ~1e-6 across device types;
 - fake and meta tensors pass through (tests/test_device.py runs a training step on fake CUDA tensors).
 
-Keys come from :func:`faceres.seeds.key_of` (host-side, sha256 of their parts).
+Keys come from :func:`faceres.core.seeds.key_of` (host-side, sha256 of their parts).
 
 Construction. A key is a 63-bit integer held as two 32-bit words in int64 lanes, so every product of a word
 and the 27-bit multiplier of :func:`_mix32` stays below 2**63. Word i of stream k is four rounds of

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceres.devices import float32_matmuls, host_tensor
-from faceres.errors import DataError
-from faceres.imageio import list_images, read_rgb, write_png
-from faceres.models import Generator
-from faceres.seeds import key_of
+from faceres.core.devices import float32_matmuls, host_tensor
+from faceres.core.errors import DataError
+from faceres.core.imageio import list_images, read_rgb, write_png
+from faceres.models.generator import Generator
+from faceres.core.seeds import key_of
 
 
 def _load_batch(files: list[Path], resolution: int) -> torch.Tensor:

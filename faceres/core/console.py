@@ -2,7 +2,7 @@
 
 The CLI's ``-v`` / ``-q`` (or ``$FACERES_VERBOSITY``, which the DVC stages and torchrun's children read) pick
 the level: -1 warnings only, 0 what each stage did (default), 1 also debug detail. Errors stay one
-``error: ...`` line on stderr (:func:`faceres.errors.user_errors_exit`); progress bars are tqdm's, on stderr.
+``error: ...`` line on stderr (:func:`faceres.core.errors.user_errors_exit`); progress bars are tqdm's, on stderr.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``hash64(text)`` = the first 8 bytes of sha256(text), big-endian: the same on every machine and Python
 version, unlike ``hash()``. On top of it: :func:`key_of` (63-bit seeds and stream keys for
-:mod:`faceres.streams` and ``torch.Generator``), :func:`unit_of` (a uniform in [0, 1) for host-side choices:
+:mod:`faceres.core.streams` and ``torch.Generator``), :func:`unit_of` (a uniform in [0, 1) for host-side choices:
 the train/test split, which images the augmentation hardens) and ``degrade.sampling.image_seed`` (the
 offline degradation's per-image seed, JSON-encoded parts for its manifests). Torch-free, for light stages.
 """

@@ -19,8 +19,8 @@ import re
 import shutil
 from pathlib import Path
 
-from faceres.errors import DataError
-from faceres.files import atomic_directory, sha256_file
+from faceres.core.errors import DataError
+from faceres.core.files import atomic_directory, sha256_file
 
 BEGIN = "<!-- results:begin (faceres publish-results writes this part) -->"
 END = "<!-- results:end -->"
@@ -46,7 +46,7 @@ def _copy_reports(reports: Path, out: Path) -> None:
 
 
 def keep_rows(markdown_table: str, labels: tuple[str, ...]) -> str:
-    """A table of :meth:`faceres.report.table.Table.to_markdown` with only the body rows whose first cell is in
+    """A table of :meth:`faceres.report.comparison_table.Table.to_markdown` with only the body rows whose first cell is in
     ``labels`` (title, header and notes kept)."""
     lines, out, body = markdown_table.splitlines(), [], False
     for line in lines:
@@ -94,8 +94,8 @@ def update_readme(readme: Path, section: str) -> None:
 def publish_results(reports: str | Path, generator: str | Path, aligned_faces: str | Path, out: str | Path,
                     readme: str | Path | None = None, detector=None) -> dict[str, str]:
     """``out`` replaced (atomically) by the published run; returns {"generator": path, "sha256": digest}.
-    ``detector``: :class:`faceres.photos.FaceDetector` for the alignment template (default: dlib's)."""
-    from faceres.photos import load_face_detector, alignment_template, save_template
+    ``detector``: :class:`faceres.restore.photos.FaceDetector` for the alignment template (default: dlib's)."""
+    from faceres.restore.photos import load_face_detector, alignment_template, save_template
 
     reports, generator, out = Path(reports), Path(generator), Path(out)
     if not generator.is_file():

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceres.errors import DataError
-from faceres.imageio import list_images, read_rgb, read_rgb_converted, write_png
-from faceres.models import Generator
-from faceres.restore import restore_pixels
+from faceres.core.errors import DataError
+from faceres.core.imageio import list_images, read_rgb, read_rgb_converted, write_png
+from faceres.models.generator import Generator
+from faceres.restore.folder import restore_pixels
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class FaceDetector:
 
 
 def load_face_detector() -> FaceDetector:
-    from faceres.weights import verified_file
+    from faceres.weights.store import verified_file
 
     path, _ = verified_file("dlib_landmarks")
     return FaceDetector(Path(path))

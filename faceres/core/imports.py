@@ -19,7 +19,7 @@ import hashlib
 from pathlib import Path
 from typing import Iterable
 
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parents[1]  # faceres/
 
 
 def module_file(name: str, package: Path = PACKAGE) -> Path | None:

@@ -1,5 +1,5 @@
 """The paper's printed numbers (paper_numbers.yaml) that the tables set beside ours; our numbers come from the
-metrics documents of :mod:`faceres.results`."""
+metrics documents of :mod:`faceres.metrics.metrics_file`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from faceres.errors import DataError
-from faceres.results import checked_mapping, checked_number
+from faceres.core.errors import DataError
+from faceres.metrics.metrics_file import checked_mapping, checked_number
 
 PAPER_NUMBERS_PATH = Path(__file__).with_name("paper_numbers.yaml")
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from faceres.errors import ConfigError
+from faceres.core.errors import ConfigError
 
 # Indices of the ReLU outputs in torchvision's vgg16().features.
 VGG16_LAYERS = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22}

@@ -40,11 +40,11 @@ class TrackingError(FaceresError):
 
 def user_errors_exit(main: Callable[..., int | None]) -> Callable[..., int]:
     """Turn FaceresError into `error: <one line>` on stderr and exit status 2 (no traceback); the entry point
-    of every stage and of the CLI, so it also sets up the console messages (faceres.console)."""
+    of every stage and of the CLI, so it also sets up the console messages (faceres.core.console)."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs) -> int:
-        from faceres.console import configure_logging
+        from faceres.core.console import configure_logging
 
         configure_logging()
         try:

@@ -45,7 +45,7 @@ def prune_cache(part: str, older_than_days: float = 0.0, dry_run: bool = False) 
     import shutil
     import time
 
-    from faceres.errors import ConfigError
+    from faceres.core.errors import ConfigError
 
     if part not in PRUNABLE:
         raise ConfigError(f"cache part {part!r}: allowed: {', '.join(PRUNABLE)} (weights are kept: "
