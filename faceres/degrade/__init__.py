@@ -1,6 +1,6 @@
 """Synthetic degradation of aligned faces: replayable offline, batched and differentiable online.
 
-Tasks (``faceres.config.TASKS``):
+Tasks (``faceres.config.schema.TASKS``):
 
 * ``bfr`` - GFPGAN-style blind degradation: Gaussian blur (isotropic, or anisotropic with probability
   ``anisotropic_prob``) -> downsample by ``scale`` -> Gaussian noise -> JPEG -> resize back.
@@ -12,5 +12,5 @@ augmentation): :func:`sample_online` -> :class:`OnlineBFRParams` tensors -> :fun
 (differentiable JPEG), :func:`clamp_to_ranges` for the projection step of PGD.
 
 Module map: ``ops`` (kernels, FFT blur, antialiased resize, noise), ``jpeg`` (real codec and torch model),
-``sampling`` (seeds, draw order, records), ``pipeline`` (the pipelines).
+``sampling`` (seeds, draw order, records), ``chain`` (the chains: offline, online, replay).
 """

@@ -1,5 +1,5 @@
 """Networks of 'Rethinking Deep Face Restoration': the restoration generator and the discriminator.
 
-Build them from a :class:`ModelConfig` (or :func:`build_generator` / :func:`build_discriminator`); images are
+Build them from a :class:`~faceres.models.build.ModelConfig` (:mod:`faceres.models.build`); images are
 float tensors [N, 3, R, R] in [-1, 1].
 """
