@@ -170,4 +170,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    # run the imported module, not this __main__ copy: its logger is faceres.pipeline.train, which the console shows
+    from faceres.pipeline import train as _stage
+
+    sys.exit(_stage.main(sys.argv[1:]))
