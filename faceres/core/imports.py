@@ -57,8 +57,8 @@ def imported_modules(file: Path, package: Path = PACKAGE) -> set[Path]:
 def import_closure(files: Iterable[Path], package: Path = PACKAGE) -> set[Path]:
     """Every module file of `package` reachable from `files` through imports, `files` themselves included
     when they belong to the package."""
-    seen = {f for f in files if package in f.parents}
     todo = list(files)
+    seen = {f for f in todo if package in f.parents}
     while todo:
         for module in imported_modules(todo.pop(), package):
             if module not in seen:
@@ -87,8 +87,13 @@ def file_digests(entries: tuple[str, ...], neutral: tuple[str, ...], package: Pa
 def code_digest(entries: tuple[str, ...], neutral: tuple[str, ...], package: Path = PACKAGE) -> str:
     """sha256 over the paths and contents of :func:`code_files`: part of the key of anything cached that this
     code computed, so editing any module it imports invalidates the cache (computed once per process)."""
+    return digest_of(file_digests(entries, neutral, package))
+
+
+def digest_of(file_digests_: dict[str, str]) -> str:
+    """The one sha256 of a :func:`file_digests` mapping (what :func:`code_digest` returns for it)."""
     digest = hashlib.sha256()
-    for path, sha in file_digests(entries, neutral, package).items():
+    for path, sha in file_digests_.items():
         digest.update(f"{path}\0{sha}\0".encode())
     return digest.hexdigest()
 

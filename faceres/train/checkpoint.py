@@ -40,14 +40,20 @@ def code_digest() -> str:
 
 
 def fingerprint(settings: dict[str, Any], data_digest: str) -> str:
-    payload = json.dumps({"settings": settings, "data": data_digest, "code": code_digest()}, sort_keys=True)
+    return _fingerprint(settings, data_digest, code_digest())
+
+
+def fingerprint_inputs(settings: dict[str, Any], data_digest: str) -> tuple[str, dict[str, Any]]:
+    """(:func:`fingerprint`, what it hashes with the code file by file: stored in each checkpoint, a few kB), the
+    code read once."""
+    code = imports.file_digests(TRAINING_CODE, RESULT_NEUTRAL)
+    inputs = {"settings": settings, "data": data_digest, "code": code}
+    return _fingerprint(settings, data_digest, imports.digest_of(code)), inputs
+
+
+def _fingerprint(settings: dict[str, Any], data_digest: str, code: str) -> str:
+    payload = json.dumps({"settings": settings, "data": data_digest, "code": code}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
-
-
-def fingerprint_inputs(settings: dict[str, Any], data_digest: str) -> dict[str, Any]:
-    """What :func:`fingerprint` hashes, the code file by file: stored in each checkpoint (a few kB)."""
-    return {"settings": settings, "data": data_digest,
-            "code": imports.file_digests(TRAINING_CODE, RESULT_NEUTRAL)}
 
 
 def inputs_difference(stored: dict[str, Any] | None, current: dict[str, Any]) -> str:

@@ -53,6 +53,7 @@ from faceres.train.process import configure_process
 from faceres.train.runcache import (
     RunIdentity,
     copy_run,
+    is_finished,
     model_config,
     read_summary,
     reuse_finished_run,
@@ -134,12 +135,12 @@ class Trainer:
         """Load a checkpoint read to the host: each network and optimizer copies its tensors to its device,
         while Adam's `step` counters stay on the host, as a fresh Adam keeps them (on CUDA, a device counter
         costs two host syncs per parameter tensor in every optimizer step)."""
-        assert all(t.device.type == "cpu" for t in _tensors(state)), "load the checkpoint with map_location='cpu'"
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
         self.G_ema.load_state_dict(state["G_ema"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+        assert self.step_counters_on_host(), "load the checkpoint with map_location='cpu'"
         self.step = int(state["step"])
         self.seconds = float(state["seconds"])
         self.curve = list(state["curve"])
@@ -306,7 +307,7 @@ def train_arm(
     final_dir = run_dir / "final"
     check_shared_directory(run_dir, ctx, CACHE_ENV)
 
-    if (final_dir / SUMMARY_FILE).is_file():
+    if is_finished(run.key):
         return reuse_finished_run(arm, run.key, out_dir) if ctx.local_rank == 0 else {}
 
     trainer = Trainer(config, arm, dataset, vgg_features, ctx)
@@ -428,12 +429,3 @@ def _publish(trainer: Trainer, key: str, final_dir: Path, out_dir: Path, checkpo
     copy_run(final_dir, out_dir)
     return summary
 
-
-def _tensors(obj) -> list[torch.Tensor]:
-    if isinstance(obj, torch.Tensor):
-        return [obj]
-    if isinstance(obj, dict):
-        return [t for v in obj.values() for t in _tensors(v)]
-    if isinstance(obj, (list, tuple)):
-        return [t for v in obj for t in _tensors(v)]
-    return []

@@ -24,7 +24,7 @@ from faceres.config.loader import to_flat_dict
 from faceres.models.build import ModelConfig
 from faceres.core.cache import cache_root
 from faceres.core.files import atomic_directory
-from faceres.train.checkpoint import fingerprint, fingerprint_inputs
+from faceres.train.checkpoint import fingerprint_inputs
 from faceres.train.outputs import SUMMARY_FILE
 from faceres.train.data import FaceImages
 
@@ -78,8 +78,7 @@ class RunIdentity:
 
 def run_identity(config: Config, arm: Arm, data_digest: str, processes: int) -> RunIdentity:
     """`arm`'s training with `processes` training processes on the images of `data_digest` (see checkpoint.py)."""
-    settings = run_settings(config, arm, processes)
-    return RunIdentity(fingerprint(settings, data_digest), fingerprint_inputs(settings, data_digest))
+    return RunIdentity(*fingerprint_inputs(run_settings(config, arm, processes), data_digest))
 
 
 def copy_run(source: Path, out_dir: Path) -> None:
