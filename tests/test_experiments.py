@@ -115,9 +115,9 @@ def test_exp_run_with_new_skips_reruns_only_the_main_models_chain(project):
     experiment = run_dvc(["exp", "run", "-n", "skips1", "-S", "skips=1"], repo, env).check()
     assert set(experiment.ran) == MAIN_CHAIN, experiment.output[-2000:]
     metrics = _experiment_metrics(_exp_show(repo, env), "skips1")
-    # `dvc exp show` lists the report's summary only: five numbers per evaluated (method, task), here the main
+    # `dvc exp show` lists the report's summary only: six numbers per evaluated (method, task), here the main
     # model's and DEG's three tasks and bfr of the two arms (the external method was not provided: no columns).
-    headline = ("psnr", "ssim", "lpips", "fid", "iprecision_k1")
+    headline = ("psnr", "ssim", "lpips", "identity_distance", "fid", "iprecision_k1")
     evaluated = [("main", "bfr"), ("main", "sr8"), ("main", "sr16"), ("deg", "bfr"), ("deg", "sr8"), ("deg", "sr16"),
                  ("skips0", "bfr"), ("noaug", "bfr")]
     assert sorted(metrics) == sorted(f"reports/summary.json:{method}.{task}.{key}"

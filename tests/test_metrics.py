@@ -480,9 +480,14 @@ def test_evaluate_folders_against_references(restoration_folders, tmp_path, monk
         for k in (1, 2, 3, 4):
             assert summary["metrics"]["ipr_inception"][quantity][f"k{k}"]["mean"] == expected[quantity][k]
     embed = FakeEmbedder()
-    expected = brute_force_pr(embed(np.stack([np.asarray(Image.fromarray(g).resize((32, 32), Image.Resampling.BICUBIC)) for g in gts])),
-                              embed(np.stack([np.asarray(Image.fromarray(p).resize((32, 32), Image.Resampling.BICUBIC)) for p in preds])),
-                              (1, 2, 3, 4), paired=True)
+    gt_embeddings = embed(np.stack([np.asarray(Image.fromarray(g).resize((32, 32), Image.Resampling.BICUBIC)) for g in gts]))
+    pred_embeddings = embed(np.stack([np.asarray(Image.fromarray(p).resize((32, 32), Image.Resampling.BICUBIC)) for p in preds]))
+    expected = brute_force_pr(gt_embeddings, pred_embeddings, (1, 2, 3, 4), paired=True)
+    distance = np.linalg.norm(pred_embeddings - gt_embeddings, axis=1)  # each restoration to its own ground truth
+    np.testing.assert_allclose(table["identity_distance"], distance, rtol=1e-12)
+    assert summary["metrics"]["identity_distance"]["mean"] == pytest.approx(distance.mean(), rel=1e-12)
+    assert summary["metrics"]["identity_distance"]["std"] == pytest.approx(np.std(distance, ddof=1), rel=1e-12)
+    assert summary["metrics"]["identity_distance"]["n"] == 12
     for quantity in ("precision", "recall", "iprecision", "irecall"):
         for k in (1, 2, 3, 4):
             assert table[f"{quantity}_k{k}"].mean() == expected[quantity][k]

@@ -129,6 +129,17 @@ def pair_sq_distances(a: np.ndarray, b: np.ndarray, rows_a: np.ndarray, rows_b: 
     return out
 
 
+def paired_distances(a, b) -> np.ndarray:
+    """Euclidean distance ||a[i] - b[i]|| of each row pair of two N x d feature arrays (float64, from direct
+    differences): e.g. a restoration's identity embedding to its ground truth's, the distance iPrecision compares
+    with the ground truth's k-NN radius."""
+    first, second = _FeatureSet(a, "first"), _FeatureSet(b, "second")
+    if first.exact.shape != second.exact.shape:
+        raise DataError(f"paired features must have the same shape: {first.exact.shape} vs {second.exact.shape}")
+    rows = np.arange(first.n)
+    return np.sqrt(pair_sq_distances(first.exact, second.exact, rows, rows))
+
+
 def _knn_sq_radii(fs: _FeatureSet, k_max: int) -> np.ndarray:
     """Exact squared distances (N x k_max, float64) from each sample to its 1st..k_max-th nearest other sample.
 

@@ -9,13 +9,15 @@ Metrics file format (one JSON per method and task, conventionally ``metrics/<met
        "psnr":  {"mean": 24.1, "std": 2.3, "ci95": [23.7, 24.5], "seed_std": 0.04},
        "ssim":  {"mean": 0.71, "std": 0.05, "ci95": [0.70, 0.72]},
        "lpips": {"mean": 0.25, "std": 0.04, "ci95": [0.24, 0.26]},
+       "identity_distance": {"mean": 0.41, "std": 0.08, "ci95": [0.40, 0.42]},
        "fid":   {"value": 35.2},
        "precision":  {"inception": {"1": 0.5, "2": 0.6, "3": 0.65, "4": 0.7}, "identity": {"1": 0.4, ...}},
        "recall":     {...same shape...}, "iprecision": {...}, "irecall": {...}}}
 
 - ``method``, ``task`` and ``metrics`` are required; ``n_images`` (>= 1), ``noise_seeds`` (>= 1), ``profile``,
   ``data_source`` and ``identity_backbone`` are optional; other top-level keys are kept in ``extra``.
-- Per-image metrics (psnr, ssim, lpips): ``mean`` required; ``std`` (over images), ``ci95`` (bootstrap interval
+- Per-image metrics (psnr, ssim, lpips, identity_distance: the Euclidean distance of a restoration's identity
+  embedding to its ground truth's): ``mean`` required; ``std`` (over images), ``ci95`` (bootstrap interval
   of the mean, [low, high]) and ``seed_std`` (std of the per-seed mean over restoration noise seeds: the
   paper's "mean +- std over runs") optional.
 - ``fid``: ``value``. Manifold metrics (precision, recall, iprecision, irecall): per feature space
@@ -36,7 +38,7 @@ from typing import Any
 
 from faceres.core.errors import DataError
 
-PER_IMAGE_METRICS = ("psnr", "ssim", "lpips")
+PER_IMAGE_METRICS = ("psnr", "ssim", "lpips", "identity_distance")
 MANIFOLD_METRICS = ("precision", "recall", "iprecision", "irecall")
 FEATURE_SPACES = ("inception", "identity")
 METRIC_NAMES = (*PER_IMAGE_METRICS, "fid", *MANIFOLD_METRICS)
@@ -53,6 +55,15 @@ class PerImageStat:
     std: float | None = None
     ci95: tuple[float, float] | None = None
     seed_std: float | None = None
+
+    @classmethod
+    def from_summary(cls, summary: Mapping[str, Any], seed_std: float | None = None) -> PerImageStat:
+        """From a :class:`faceres.metrics.stats.Summary` as a dict (mean, std, ci_low, ci_high): a std that
+        cannot be formed (NaN, one image) and a CI that was not asked for are left out."""
+        std = summary.get("std")
+        std = None if std is None or not math.isfinite(std) else std
+        ci95 = None if summary.get("ci_low") is None else (summary["ci_low"], summary["ci_high"])
+        return cls(summary["mean"], std, ci95, seed_std)
 
     def to_document(self) -> dict:
         entry: dict = {"mean": self.mean}
@@ -122,24 +133,25 @@ def _unknown_keys(path: Path, key: str, value: dict, allowed: tuple[str, ...]) -
         raise DataError(f"{path}: unknown key(s) {', '.join(map(repr, unknown))} in {key}; allowed: {', '.join(allowed)}")
 
 
-def _per_image(path: Path, name: str, raw: Any) -> PerImageStat:
-    raw = checked_mapping(path, f"metrics.{name}", raw)
-    _unknown_keys(path, f"metrics.{name}", raw, _PER_IMAGE_KEYS)
+def per_image_stat(path: Path, key: str, raw: Any) -> PerImageStat:
+    """Validate one per-image metric entry ({"mean", "std", "ci95", "seed_std"}) found at ``key`` of ``path``."""
+    raw = checked_mapping(path, key, raw)
+    _unknown_keys(path, key, raw, _PER_IMAGE_KEYS)
     if "mean" not in raw:
-        raise DataError(f"{path}: metrics.{name} has no 'mean'")
-    mean = checked_number(path, f"metrics.{name}.mean", raw["mean"])
-    std = checked_number(path, f"metrics.{name}.std", raw["std"], low=0.0) if raw.get("std") is not None else None
+        raise DataError(f"{path}: {key} has no 'mean'")
+    mean = checked_number(path, f"{key}.mean", raw["mean"])
+    std = checked_number(path, f"{key}.std", raw["std"], low=0.0) if raw.get("std") is not None else None
     seed_std = (
-        checked_number(path, f"metrics.{name}.seed_std", raw["seed_std"], low=0.0) if raw.get("seed_std") is not None else None
+        checked_number(path, f"{key}.seed_std", raw["seed_std"], low=0.0) if raw.get("seed_std") is not None else None
     )
     ci95 = None
     if raw.get("ci95") is not None:
         ci = raw["ci95"]
         if not isinstance(ci, list) or len(ci) != 2:
-            raise DataError(f"{path}: metrics.{name}.ci95 = {ci!r}; allowed: [low, high]")
-        low, high = (checked_number(path, f"metrics.{name}.ci95", v) for v in ci)
+            raise DataError(f"{path}: {key}.ci95 = {ci!r}; allowed: [low, high]")
+        low, high = (checked_number(path, f"{key}.ci95", v) for v in ci)
         if low > high:
-            raise DataError(f"{path}: metrics.{name}.ci95 = {ci!r}; low must not exceed high")
+            raise DataError(f"{path}: {key}.ci95 = {ci!r}; low must not exceed high")
         ci95 = (low, high)
     return PerImageStat(mean=mean, std=std, ci95=ci95, seed_std=seed_std)
 
@@ -180,7 +192,8 @@ def parse_metrics(data: Any, path: str | Path = "<metrics>") -> MetricsFile:
         counts[key] = value
     metrics = checked_mapping(path, "metrics", data.get("metrics"))
     _unknown_keys(path, "metrics", metrics, METRIC_NAMES)
-    per_image = {name: _per_image(path, name, metrics[name]) for name in PER_IMAGE_METRICS if metrics.get(name) is not None}
+    per_image = {name: per_image_stat(path, f"metrics.{name}", metrics[name]) for name in PER_IMAGE_METRICS
+                 if metrics.get(name) is not None}
     fid = None
     if metrics.get("fid") is not None:
         raw_fid = checked_mapping(path, "metrics.fid", metrics["fid"])
@@ -251,8 +264,8 @@ def load_metrics_dir(root: str | Path, task: str) -> dict[str, MetricsFile]:
 
 
 def headline_numbers(run: MetricsFile, ipr_k: int = 1) -> dict[str, float]:
-    """The five numbers a reader compares first: PSNR, SSIM and LPIPS means, FID, and iPrecision@k on identity
-    features (``iprecision_k<k>``); a metric the run lacks is left out."""
+    """The numbers a reader compares first: the PSNR, SSIM, LPIPS and identity-distance means, FID, and
+    iPrecision@k on identity features (``iprecision_k<k>``); a metric the run lacks is left out."""
     numbers = {name: run.per_image[name].mean for name in PER_IMAGE_METRICS if name in run.per_image}
     if run.fid is not None:
         numbers["fid"] = run.fid

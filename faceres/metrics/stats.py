@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -66,3 +67,14 @@ def summarize(
         raise ConfigError("summarize(ci_level=...) needs rng=np.random.default_rng(seed) for a reproducible CI")
     low, high = bootstrap_mean_ci(values, level=ci_level, n_resamples=n_resamples, rng=rng)
     return Summary(mean=mean, std=std, n=int(values.size), ci_level=ci_level, ci_low=low, ci_high=high)
+
+
+def quantity_rng(seed: int, quantity: str) -> np.random.Generator:
+    """The bootstrap generator of one named quantity (e.g. "psnr", "iprecision_k1"): a stream of its own under
+    ``seed``, so a CI does not change when other quantities are added to a run."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(zlib.crc32(quantity.encode()),)))
+
+
+def summarize_quantity(values, quantity: str, *, seed: int, ci_level: float | None, n_resamples: int) -> Summary:
+    """:func:`summarize` of the per-image ``values`` of ``quantity``, its CI drawn from :func:`quantity_rng`."""
+    return summarize(values, ci_level=ci_level, n_resamples=n_resamples, rng=quantity_rng(seed, quantity))

@@ -3,7 +3,8 @@
 Methods: an arm (its restorations, one folder per noise seed), ``deg`` (the degraded input itself, the
 paper's DEG*) or an external method (a folder of its restorations named as the inputs). Output:
 ``metrics/METHOD/TASK.json`` (the report's format: PSNR/SSIM/LPIPS mean, std, 95% CI; PSNR's std over noise
-seeds; FID; precision/recall/iPrecision/iRecall for every k on identity and Inception features) and
+seeds; identity distance; FID; precision/recall/iPrecision/iRecall for every k on identity and Inception
+features) and
 ``metrics/METHOD/per_image/TASK.csv``. An arm not run at this resolution or an external method without a
 folder gets a placeholder JSON (status not_run / not_provided) that the tables show as such.
 """
@@ -55,10 +56,8 @@ def report_document(method: str, task: str, summary: dict, config: Config, seed_
     per_image = {}
     for name in PER_IMAGE_METRICS:
         if name in raw:
-            s = raw[name]
-            ci95 = None if s.get("ci_low") is None else (s["ci_low"], s["ci_high"])
             seed_std = statistics.stdev(seed_psnr) if name == "psnr" and len(seed_psnr) > 1 else None
-            per_image[name] = PerImageStat(s["mean"], s["std"], ci95, seed_std)
+            per_image[name] = PerImageStat.from_summary(raw[name], seed_std)
     manifold: dict = {}
     for key, features in (("ipr", "identity"), ("ipr_inception", "inception")):
         for quantity in MANIFOLD_METRICS if key in raw else ():
@@ -124,7 +123,7 @@ def flat_metrics(task: str, document: dict) -> dict[str, float]:
     """A metrics document as flat MLflow metrics: bfr_psnr, bfr_fid, bfr_iprecision_identity_k1, ..."""
     flat = {}
     for name, value in document.get("metrics", {}).items():
-        if name in ("psnr", "ssim", "lpips"):
+        if name in PER_IMAGE_METRICS:
             flat[f"{task}_{name}"] = value["mean"]
             if "seed_std" in value:
                 flat[f"{task}_{name}_seed_std"] = value["seed_std"]
@@ -166,7 +165,7 @@ def _one_line(document: dict) -> str:
     if "status" in document:
         return f"{document['status']} ({document['reason']})"
     m = document["metrics"]
-    parts = [f"{k} {m[k]['mean']:.4g}" for k in ("psnr", "ssim", "lpips") if k in m]
+    parts = [f"{k} {m[k]['mean']:.4g}" for k in PER_IMAGE_METRICS if k in m]
     if "fid" in m:
         parts.append(f"fid {m['fid']['value']:.4g}")
     if "iprecision" in m and "identity" in m["iprecision"]:
