@@ -116,12 +116,20 @@ def test_exp_run_with_new_skips_reruns_only_the_main_models_chain(project):
     assert set(experiment.ran) == MAIN_CHAIN, experiment.output[-2000:]
     metrics = _experiment_metrics(_exp_show(repo, env), "skips1")
     # `dvc exp show` lists the report's summary only: six numbers per evaluated (method, task), here the main
-    # model's and DEG's three tasks and bfr of the two arms (the external method was not provided: no columns).
+    # model's and DEG's three tasks and bfr of the two arms (the external method was not provided: no columns),
+    # and under bfr the strata: per bin of the downsampling factor its n (and the means where it has images).
     headline = ("psnr", "ssim", "lpips", "identity_distance", "fid", "iprecision_k1")
     evaluated = [("main", "bfr"), ("main", "sr8"), ("main", "sr16"), ("deg", "bfr"), ("deg", "sr8"), ("deg", "sr16"),
                  ("skips0", "bfr"), ("noaug", "bfr")]
-    assert sorted(metrics) == sorted(f"reports/summary.json:{method}.{task}.{key}"
-                                     for method, task in evaluated for key in headline), metrics
+    pooled = [name for name in metrics if ".strata." not in name]
+    assert sorted(pooled) == sorted(f"reports/summary.json:{method}.{task}.{key}"
+                                    for method, task in evaluated for key in headline), metrics
+    strata = set(metrics) - set(pooled)
+    for method in ("main", "deg", "skips0", "noaug"):
+        for name in ("x0.8-2", "x2-4", "x4-8"):
+            assert f"reports/summary.json:{method}.bfr.strata.{name}.n" in strata, sorted(strata)
+    assert {name.split(".strata.")[0] for name in strata} == {f"reports/summary.json:{m}.bfr" for m, t in evaluated
+                                                              if t == "bfr"}
     run_dvc(["exp", "apply", "skips1"], repo, env).check()  # the workspace now holds skips1's results
     assert json.loads((repo / "models/main/train.json").read_text())["arm"]["skips"] == 1
     git(repo, "checkout", "--", ".")

@@ -498,7 +498,7 @@ def test_build_report_end_to_end(metrics_root, tmp_path):
         comparison={"DEG": "deg", "DFDNet": "dfdnet", "GFPGAN": "gfpgan", "GPEN": "gpen", "Ours": "skips4"},
         figure8_methods={"DEG*": "deg", "GPEN": "gpen", "GFPGAN*": "gfpgan", "DFDNet": "dfdnet", "Ours": "skips4"},
     ))
-    for name in ("table6", "table7", "table8", "alpha"):
+    for name in ("table6", "table7", "table8", "alpha", "strata"):
         for suffix in ("csv", "md", "tex"):
             assert (out / "tables" / f"{name}.{suffix}").is_file()
     for stem in ("figure8", "alpha_tradeoff"):  # PNGs alone in figures/ (DVC image plots), PDFs in pdf/

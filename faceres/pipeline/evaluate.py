@@ -4,8 +4,9 @@ Methods: an arm (its restorations, one folder per noise seed), ``deg`` (the degr
 paper's DEG*) or an external method (a folder of its restorations named as the inputs). Output:
 ``metrics/METHOD/TASK.json`` (the report's format: PSNR/SSIM/LPIPS mean, std, 95% CI; PSNR's std over noise
 seeds; identity distance; FID; precision/recall/iPrecision/iRecall for every k on identity and Inception
-features) and
-``metrics/METHOD/per_image/TASK.csv``. An arm not run at this resolution or an external method without a
+features; for bfr also ``strata``, the metrics per downsampling-factor bin of the inputs, read from
+data/degraded/bfr/manifest.csv: :mod:`faceres.metrics.strata`) and ``metrics/METHOD/per_image/TASK.csv`` (for
+bfr with each image's ``scale`` and ``scale_bin``). An arm not run at this resolution or an external method without a
 folder gets a placeholder JSON (status not_run / not_provided) that the tables show as such.
 """
 
@@ -50,8 +51,10 @@ def _options(config: Config):
     )
 
 
-def report_document(method: str, task: str, summary: dict, config: Config, seed_psnr: list[float]) -> dict:
-    """evaluate_folders' summary -> the report's metrics document (:meth:`MetricsFile.to_document`)."""
+def report_document(method: str, task: str, summary: dict, config: Config, seed_psnr: list[float],
+                    strata: dict | None = None) -> dict:
+    """evaluate_folders' summary (and the task's ``strata`` block, if any) -> the report's metrics document
+    (:meth:`MetricsFile.to_document`)."""
     raw = summary["metrics"]
     per_image = {}
     for name in PER_IMAGE_METRICS:
@@ -62,11 +65,14 @@ def report_document(method: str, task: str, summary: dict, config: Config, seed_
     for key, features in (("ipr", "identity"), ("ipr_inception", "inception")):
         for quantity in MANIFOLD_METRICS if key in raw else ():
             manifold.setdefault(quantity, {})[features] = {int(k[1:]): v["mean"] for k, v in raw[key][quantity].items()}
+    extra: dict = {"identity_landmarks": raw["ipr"]["landmarks"]} if "landmarks" in raw.get("ipr", {}) else {}
+    if strata is not None:
+        extra["strata"] = strata
     return MetricsFile(
         path=Path(), method=method, task=task, n_images=summary["n_pairs"], profile=config.profile,
         data_source=config.data.source, identity_backbone=IDENTITY_BACKBONE, noise_seeds=max(len(seed_psnr), 1),
         per_image=per_image, fid=raw["fid"]["value"] if "fid" in raw else None, manifold=manifold,
-        extra={"identity_landmarks": raw["ipr"]["landmarks"]} if "landmarks" in raw.get("ipr", {}) else {},
+        extra=extra,
     ).to_document()
 
 
@@ -82,6 +88,7 @@ def evaluate_method(
 ) -> dict[str, dict]:
     """Write metrics/METHOD/TASK.json (+ per-image CSV) for each task; returns {task: document}."""
     from faceres.metrics.evaluate import Networks, evaluate_folders
+    from faceres.metrics.strata import STRATIFIED_TASK, assign_bins, scales_from_manifest, stratify
 
     if networks is None:  # load each pretrained network once for all tasks and seeds, not once per folder
         pretrained = Networks.pretrained()
@@ -102,17 +109,22 @@ def evaluate_method(
                 reason = status.read_restore_status(restored_root / method).get("reason", reason)
             documents[task] = status.write_metrics_placeholder(out_json, method, task, folders, reason)
             continue
-        main = evaluate_folders(
-            folders[0], gt_dir, metrics=config.evaluate.metrics, networks=networks,
-            out_csv=per_image_file(out_root, method, task), options=options,
-        )
+        main = evaluate_folders(folders[0], gt_dir, metrics=config.evaluate.metrics, networks=networks, options=options)
+        table, strata = main.per_image, None
+        if task == STRATIFIED_TASK:  # every method alike, deg and external ones too: the inputs' factors
+            manifest = degraded_root / task / MANIFEST
+            scales = scales_from_manifest(manifest, split=gt_dir.name)  # the ground truth's folder is its split
+            strata = stratify(table, scales, options, source=manifest)
+            table = table.join(assign_bins(table, scales, manifest))
+        per_image_file(out_root, method, task).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(per_image_file(out_root, method, task), index=False)
         seed_psnr = []
         if "psnr" in config.evaluate.metrics:
             seed_psnr.append(main.summary["metrics"]["psnr"]["mean"])
             for folder in folders[1:]:
                 other = evaluate_folders(folder, gt_dir, metrics=["psnr"], networks=networks, options=options)
                 seed_psnr.append(other.summary["metrics"]["psnr"]["mean"])
-        document = report_document(method, task, main.summary, config, seed_psnr)
+        document = report_document(method, task, main.summary, config, seed_psnr, strata)
         out_json.parent.mkdir(parents=True, exist_ok=True)
         out_json.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
         documents[task] = document

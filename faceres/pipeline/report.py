@@ -16,7 +16,8 @@ from faceres.pipeline import stage_args
 from faceres.pipeline.design import COMPARISON, DEG, FIGURE8, restored_seed_dir
 from faceres.pipeline.layout import METRICS_SUMMARY, Layout, ground_truth_dir, per_image_file
 from faceres.pipeline.tracking import git_commit, maybe_tracked
-from faceres.metrics.metrics_file import summary_metrics
+from faceres.metrics.metrics_file import load_metrics_dir, summary_metrics
+from faceres.metrics.strata import STRATIFIED_TASK, strata_summary
 
 log = logging.getLogger(__name__)
 SR_OURS = "Ours (BFR model, zero-shot)"
@@ -54,8 +55,9 @@ def _qualitative_figures(config: Config, data_dir: Path, degraded_root: Path, re
 
 def run(config: Config, metrics_root: Path, data_dir: Path, degraded_root: Path, restored_root: Path,
         out_dir: Path, weights_record: Path, track: bool = True, models_root: Path = Layout().models) -> dict:
-    """Tables 6, 7, 8, the alpha table, Figure 8, the qualitative figures, report.md/html and summary.json (every
-    evaluated method's headline numbers: the DVC metrics)."""
+    """Tables 6, 7, 8, the alpha table, the metrics by degradation strength, Figure 8, the qualitative figures,
+    report.md/html and summary.json (every evaluated method's headline numbers, and under bfr its ``strata``:
+    bin -> n and means; the DVC metrics)."""
     from faceres.config.arms import ablation_rows, list_arms
     from faceres.report.build import ReportInputs, build_report
     from faceres.report.document import RunInfo, run_notes
@@ -95,6 +97,8 @@ def run(config: Config, metrics_root: Path, data_dir: Path, degraded_root: Path,
         shutil.rmtree(out_dir, ignore_errors=True)
         paths = build_report(out_dir, inputs)
         summary = summary_metrics(metrics_root, config.report.ipr_k)
+        for method, by_bin in strata_summary(load_metrics_dir(metrics_root, STRATIFIED_TASK), config.report.ipr_k).items():
+            summary[method][STRATIFIED_TASK]["strata"] = by_bin
         paths["summary"] = out_dir / METRICS_SUMMARY
         paths["summary"].write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
         if mlflow_run is not None:
@@ -106,11 +110,22 @@ def run(config: Config, metrics_root: Path, data_dir: Path, degraded_root: Path,
             # and the report itself, on the parent run
             mlflow_run.log_on_parent(
                 {f"{method}/{task}/{name}": value for method, by_task in summary.items()
-                 for task, numbers in by_task.items() for name, value in numbers.items()},
+                 for task, numbers in by_task.items() for name, value in _flat(numbers).items()},
                 [(paths["html"], None), (paths["summary"], None)],
             )
         log.info(f"report: {paths['md']} and {paths['html']}")
         return paths
+
+
+def _flat(numbers: dict, prefix: str = "") -> dict[str, float]:
+    """{"psnr": 1, "strata": {"x2-4": {"psnr": 2}}} -> {"psnr": 1, "strata/x2-4/psnr": 2} (MLflow metric names)."""
+    flat = {}
+    for name, value in numbers.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{name}/"))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
 
 
 @user_errors_exit

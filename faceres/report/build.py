@@ -23,7 +23,8 @@ from faceres.report.figures import (
 from faceres.report.claims import check_claims, claims_table, not_run_reasons, paper_claims, read_per_image
 from faceres.report.human_study import aggregate_votes
 from faceres.metrics.metrics_file import load_metrics_dir
-from faceres.report.tables import SR_FACTORS, alpha_table, sr_table, table6, table7, table8
+from faceres.metrics.strata import STRATIFIED_TASK
+from faceres.report.tables import SR_FACTORS, alpha_table, sr_table, strata_table, table6, table7, table8
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,8 @@ def build_report(out_dir: str | Path, inputs: ReportInputs) -> dict[str, Path]:
     if inputs.sr_methods:
         sr_runs = {sr_task: load_metrics_dir(inputs.metrics_root, sr_task) for sr_task in SR_FACTORS}
         tables.append(sr_table(sr_runs, inputs.sr_methods, resolution=inputs.run_info.resolution, ipr_k=inputs.ipr_k))
+    strata_runs = runs if inputs.task == STRATIFIED_TASK else load_metrics_dir(inputs.metrics_root, STRATIFIED_TASK)
+    tables.append(strata_table(strata_runs, inputs.comparison, ipr_k=inputs.ipr_k))
     for table in tables:
         table.write(out_dir / "tables")
 

@@ -1,4 +1,6 @@
-"""The paper's appendix tables (6, 7, 8 and the alpha trade-off) from our metrics files, beside the paper's values.
+"""The paper's appendix tables (6, 7, 8 and the alpha trade-off) from our metrics files, beside the paper's values;
+also the super-resolution table and the metrics by degradation strength (:func:`strata_table`), which have no
+paper numbers.
 
 Every table is a :class:`~faceres.report.comparison_table.Table` (the table model and its renderings live there): ``data`` (numbers, one row per table row, for CSV / ``dvc metrics``), the
 rendered cells (``header`` + ``rows``, for Markdown, LaTeX and HTML) and ``notes`` (footnotes saying how
@@ -15,6 +17,7 @@ each number was made). Cell vocabulary, the same in every table:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ from faceres.core.errors import ConfigError
 from faceres.report.paper_numbers import load_paper_numbers
 from faceres.report.comparison_table import Column, Measured, Row, Table, build_table, format_number, latex_escape
 from faceres.metrics.metrics_file import MetricsFile
+from faceres.metrics.strata import SCALE_COLUMN, REGULAR_BINS, STRATIFIED_TASK, run_strata
 
 PSNR_SPREADS = ("seed_std", "ci95")
 EXTERNAL_METHODS = ("DFDNet", "GFPGAN", "GPEN")
@@ -37,6 +41,7 @@ LPIPS = Column("lpips", "LPIPS", False, 4)
 LPIPS_3 = Column("lpips", "LPIPS", False, 3)  # Table 8 prints three decimals
 FID = Column("fid", "FID", False, 2)
 IPRECISION = Column("iprecision", "iPrecision", True, 3)
+IDENTITY_DISTANCE = Column("identity_distance", "ID distance", False, 3)
 PREFERENCE = Column("preference", "Preference (%)", True, 1)
 
 
@@ -284,6 +289,57 @@ def sr_table(
     return build_table("sr", "Super-resolution (8x, 16x)", "Task: method", columns, rows, notes, compare=False)
 
 
+def strata_table(runs: Mapping[str, MetricsFile], labels: Mapping[str, str], *, ipr_k: int = 1) -> Table:
+    """Metrics by degradation strength (bfr): one row per method with strata and bin of the inputs' downsampling
+    factor (:mod:`faceres.metrics.strata`): PSNR, SSIM, LPIPS, identity distance and iPrecision@``ipr_k``, each
+    mean with its bootstrap interval. ``labels``: {row label: method} for the methods named in the report (e.g.
+    Table 8's "DEG", "Ours"), in that order first; every other run with strata follows under its method name."""
+    _validate_choices(None, ipr_k, "identity")
+    _check_task(list(runs.values()), STRATIFIED_TASK, "strata")
+    named = {method: label for label, method in labels.items()}
+    order = [m for m in labels.values() if m in runs] + sorted(m for m in runs if m not in named)
+    columns = (PSNR, SSIM, LPIPS, IDENTITY_DISTANCE, IPRECISION)
+    rows, extra, used, levels = [], [], [], set()
+    for method in order:
+        strata = run_strata(runs[method])
+        if strata is None:
+            continue
+        used.append(runs[method])
+        levels.add(strata.ci_level)
+        for b in strata.bins:
+            stats = {**b.metrics, "iprecision": b.iprecision.get(ipr_k)}
+            missing = "no images" if b.n == 0 else "n/a"
+            ours = {c.metric: Measured(None, missing=missing) if stats.get(c.metric) is None else
+                    Measured(stats[c.metric].mean, interval=stats[c.metric].ci95) for c in columns}
+            rows.append(Row(f"{named.get(method, method)}: {b.name} (n = {b.n})", method, "run", ours, None))
+            extra.append({"bin": b.name, "interval": b.interval, "n": b.n})
+    regular = ", ".join(f"{b.name} = {b.interval}" for b in REGULAR_BINS)
+    level = next(iter(levels)) if len(levels) == 1 else None
+    interval = f"[its {level:.0%} percentile-bootstrap interval over the bin's images]" if level else \
+        "[its percentile-bootstrap interval over the bin's images, where computed]"
+    notes = [
+        f"Bins of each test input's BFR downsampling factor (data/degraded/{STRATIFIED_TASK}/manifest.csv, column "
+        f"{SCALE_COLUMN}): {regular}; a factor outside them gets a bin of its own. n: images in the bin.",
+        f"Each cell: the mean over the bin's images {interval}.",
+        "ID distance: Euclidean distance between the identity embeddings of the restoration and its ground truth "
+        "(dlib ResNet-128; dlib calls two faces the same person below 0.6).",
+        f"iPrecision ours: identity features, k = {ipr_k}: the share of the bin's restorations inside their own "
+        "ground truth's k-NN ball, the radii from the whole test set as pooled, so the bins' n-weighted mean is "
+        "the pooled iPrecision.",
+        "DEG: the degraded input, evaluated as if it were a restoration; a method below DEG in a bin harms there.",
+    ]
+    if not rows:
+        notes.insert(0, f"No method has per-bin metrics (metrics/METHOD/{STRATIFIED_TASK}.json without 'strata': "
+                        "rerun the evaluate stages).")
+    notes += [n for n in [_evaluation_note(used)] if n]
+    table = build_table("strata", "Metrics by degradation strength (BFR downsampling factor)", "Method: bin",
+                        columns, rows, notes, compare=False)
+    data = table.data
+    if rows:
+        data = pd.concat([data.iloc[:, :3], pd.DataFrame.from_records(extra), data.iloc[:, 3:]], axis=1)
+    return dataclasses.replace(table, data=data)
+
+
 @dataclass(frozen=True)
 class TrendCheck:
     """Spearman rank correlation of one metric with alpha, and whether it has the paper's claimed sign."""
@@ -364,5 +420,5 @@ def alpha_table(
 
 __all__ = [
     "Column", "Measured", "Table", "TrendCheck", "alpha_table", "alpha_trend", "latex_escape",
-    "table6", "table7", "table8", "sr_table", "PSNR_SPREADS"
+    "table6", "table7", "table8", "sr_table", "strata_table", "PSNR_SPREADS"
 ]
