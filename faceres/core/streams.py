@@ -78,12 +78,18 @@ def uniform(keys: torch.Tensor, count: int, dtype: torch.dtype = torch.float64) 
 
 
 def normal(keys: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """(*keys.shape, *shape) float32 standard normals (Box-Muller on 24-bit uniforms; |z| <= 5.8)."""
+    """(*keys.shape, *shape) float32 standard normals (Box-Muller on 24-bit uniforms; |z| <= 5.8).
+
+    Both outputs of each Box-Muller pair are used (r cos t fills the first half of a stream's values, r sin t
+    the second): two 32-bit words per two normals, half the hashing of one normal per pair.
+    """
     count = 1
     for size in shape:
         count *= int(size)
-    words = _bits(keys, 2 * count)
+    pairs = (count + 1) // 2
+    words = _bits(keys, 2 * pairs)
     radius_u = ((words[..., 0::2] >> 8) + 1).to(torch.float32) * 2.0**-24  # (0, 1]: log is finite
-    angle_u = (words[..., 1::2] >> 8).to(torch.float32) * 2.0**-24
-    z = torch.sqrt(-2.0 * torch.log(radius_u)) * torch.cos((2.0 * torch.pi) * angle_u)
+    angle = (words[..., 1::2] >> 8).to(torch.float32) * (2.0**-24 * 2.0 * torch.pi)
+    radius = torch.sqrt(-2.0 * torch.log(radius_u))
+    z = torch.cat([radius * torch.cos(angle), radius * torch.sin(angle)], dim=-1)[..., :count]
     return z.reshape(*keys.shape, *shape)

@@ -110,8 +110,8 @@ class StyleBlock(nn.Module):
         super().__init__()
         self.in_channels, self.out_channels, self.resolution = in_channels, out_channels, resolution
         self.skip = skip
-        self.conv0 = StyleLayer(in_channels, out_channels, w_dim, resolution, noise_stream=2 * resolution)
-        self.conv1 = StyleLayer(out_channels, out_channels, w_dim, resolution, noise_stream=2 * resolution + 1)
+        self.conv0 = StyleLayer(in_channels, out_channels, w_dim, resolution)
+        self.conv1 = StyleLayer(out_channels, out_channels, w_dim, resolution)
         self.torgb = ToRGB(out_channels, w_dim, IMAGE_CHANNELS)
 
     def forward(
@@ -122,16 +122,18 @@ class StyleBlock(nn.Module):
         encoder_feature: torch.Tensor | None,
         *,
         noise_mode: str,
-        noise_keys: torch.Tensor | None,
+        noise: tuple[torch.Tensor, torch.Tensor] | None,
         fused: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``noise``: the two style layers' [N, R*R] normals in random mode, else None."""
         res = self.resolution
         assert_shape(x, [None, self.in_channels, res // 2, res // 2], f"StyleBlock@{res} input")
         x = upsample2x(x)
         if self.skip is not None:
             x = self.skip(x, encoder_feature)
-        x = self.conv0(x, w, noise_mode=noise_mode, noise_keys=noise_keys, fused=fused)
-        x = self.conv1(x, w, noise_mode=noise_mode, noise_keys=noise_keys, fused=fused)
+        noise0, noise1 = noise if noise is not None else (None, None)
+        x = self.conv0(x, w, noise_mode=noise_mode, noise=noise0, fused=fused)
+        x = self.conv1(x, w, noise_mode=noise_mode, noise=noise1, fused=fused)
         # The image path stays float32 under bf16 autocast (stylegan2-ada's img): bf16 would round the skip sum
         # of every resolution's RGB and the output to 8 bits of mantissa (~0.5 grey level).
         rgb = self.torgb(x, w, fused=fused).float()
@@ -156,6 +158,8 @@ class Decoder(nn.Module):
                 skip = SkipMerge(arch.skip_channels(res), in_channels, res, skip_mode)
             blocks[f"b{res}"] = StyleBlock(in_channels, arch.decoder_channels(res), w_dim, res, skip)
         self.blocks = nn.ModuleDict(blocks)
+        # the noise inputs' sizes, style layer by style layer (two per block): one draw per forward covers all
+        self.noise_sizes = tuple(block.resolution**2 for block in self.blocks.values() for _ in range(2))
 
     def forward(
         self,
@@ -164,13 +168,16 @@ class Decoder(nn.Module):
         encoder_features: dict[int, torch.Tensor],
         *,
         noise_mode: str,
-        noise_keys: torch.Tensor | None,
+        noise: torch.Tensor | None,
         fused: bool,
     ) -> torch.Tensor:
+        """``noise``: [N, sum(noise_sizes)] float32 normals in random mode (split here, layer by layer), else None."""
+        fields = None if noise is None else torch.split(noise, self.noise_sizes, dim=1)
         x, img = bottleneck, None
-        for block in self.blocks.values():
+        for index, block in enumerate(self.blocks.values()):
             feature = encoder_features[block.resolution] if block.skip is not None else None
-            x, img = block(x, img, w, feature, noise_mode=noise_mode, noise_keys=noise_keys, fused=fused)
+            pair = None if fields is None else fields[2 * index: 2 * index + 2]
+            x, img = block(x, img, w, feature, noise_mode=noise_mode, noise=pair, fused=fused)
         return img
 
 
@@ -251,11 +258,14 @@ class Generator(nn.Module):
                     f"noise_keys: {tuple(noise_keys.shape)} on {noise_keys.device}: allowed: one int64 key per "
                     f"image, on the image's device ({image.device})"
                 )
+        noise = None
+        if noise_mode == "random":  # every layer's noise in one draw (the hashing is per value; calls add launches)
+            noise = streams.normal(noise_keys, (sum(self.decoder.noise_sizes),))
         if fused_modconv is None:
             fused_modconv = (not self.training) or image.shape[0] == 1
         features, pooled = self.encoder(image)
         w = self.mapping(pooled)
         bottleneck = features[BOTTLENECK_RESOLUTION]
-        img = self.decoder(bottleneck, w, features, noise_mode=noise_mode, noise_keys=noise_keys, fused=fused_modconv)
+        img = self.decoder(bottleneck, w, features, noise_mode=noise_mode, noise=noise, fused=fused_modconv)
         assert_shape(img, list(image.shape), "restored image")
         return img

@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from faceres.core import streams
 from faceres.core.devices import autocast_off
 from faceres.core.errors import ConfigError
 from faceres.models.architecture import require_int
@@ -235,18 +234,16 @@ class StyleLayer(SeededModule):
     """One StyleGAN2 style block: modulated 3x3 conv + demodulation + noise injection + bias + lrelu.
 
     Noise has shape [N, 1, R, R] (one map shared by all channels), scaled by a learned per-layer strength that
-    starts at 0 as in StyleGAN2. ``noise_mode``: 'random' draws it from each sample's stream (``noise_keys``,
-    (N,) int64, :mod:`faceres.core.streams`; sub-stream ``noise_stream`` is this layer's); 'const' uses this
-    layer's fixed buffer (deterministic evaluation); 'none' adds nothing.
+    starts at 0 as in StyleGAN2. ``noise_mode``: 'random' adds ``noise``, the [N, R*R] float32 standard normals
+    the generator drew for this layer (one draw per forward for all layers: :meth:`Generator.forward`); 'const'
+    uses this layer's fixed buffer (deterministic evaluation); 'none' adds nothing.
     """
 
     def __init__(
         self, in_channels: int, out_channels: int, w_dim: int, resolution: int, kernel_size: int = 3,
-        noise_stream: int = 0,
     ):
         super().__init__()
         self.in_channels, self.out_channels, self.resolution = in_channels, out_channels, resolution
-        self.noise_stream = noise_stream
         self.affine = EqualizedLinear(w_dim, in_channels, bias_init=1.0)
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.empty(out_channels))
@@ -268,17 +265,17 @@ class StyleLayer(SeededModule):
         w: torch.Tensor,
         *,
         noise_mode: str,
-        noise_keys: torch.Tensor | None,
+        noise: torch.Tensor | None = None,
         fused: bool,
     ) -> torch.Tensor:
         res = self.resolution
         assert_shape(x, [None, self.in_channels, res, res], f"StyleLayer@{res} input")
         x = modulated_conv2d(x, self.weight, self.affine(w), demodulate=True, fused=fused)
         if noise_mode == "random":
-            assert noise_keys is not None and noise_keys.shape == (x.shape[0],), "one noise key per sample"
-            # float32 whatever x's dtype, so a key gives the same noise at every training precision
-            noise = streams.normal(streams.split(noise_keys, self.noise_stream), (1, res, res))
-            x = x + (noise * self.noise_strength).to(x.dtype)
+            assert noise is not None, "random mode: the generator draws this layer's noise"
+            assert_shape(noise, [x.shape[0], res * res], f"StyleLayer@{res} noise")
+            # drawn in float32 whatever x's dtype, so a key gives the same noise at every training precision
+            x = x + (noise.reshape(-1, 1, res, res) * self.noise_strength).to(x.dtype)
         elif noise_mode == "const":
             x = x + (self.noise_const * self.noise_strength).to(x.dtype)
         elif noise_mode != "none":
