@@ -84,6 +84,7 @@ def train_check(label: str, overrides: dict, data_dir: Path, steps: int, precisi
     from faceres.train.distributed import DistContext
     from faceres.train.logs import LogWindow
     from faceres.train.loop import Trainer
+    from faceres.train.precision import resolve_precisions
     from faceres.train.process import configure_process
 
     config = load_config(REPO / "params.yaml", overrides={
@@ -94,6 +95,7 @@ def train_check(label: str, overrides: dict, data_dir: Path, steps: int, precisi
         prepare_dataset(config, data_dir, progress=False)
     dataset = FaceImages(data_dir)
     device = DEVICE
+    config = resolve_precisions(config, device)  # perceptual_precision: auto, as train_arm resolves it
     ctx = DistContext(rank=0, world_size=1, local_rank=0, device=device)
     configure_process(config, ctx)
     vgg, vgg_kind = _vgg()

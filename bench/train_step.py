@@ -75,6 +75,7 @@ def build_trainer(overrides: dict, data_dir: Path, device):
     from faceres.weights.load import load_vgg16_features
 
     config = load_config(REPO / "params.yaml", overrides={"profile": "cpu", "profiles.cpu.workers": 0, **overrides})
+    config = _resolved(config, device)
     if not (data_dir / "manifest.csv").is_file():
         prepare_dataset(config, data_dir, progress=False)
     dataset = FaceImages(data_dir)
@@ -84,6 +85,15 @@ def build_trainer(overrides: dict, data_dir: Path, device):
     count = config.scale.batch
     images = torch.stack([dataset[i % len(dataset)][1] for i in range(count)])
     return trainer, images
+
+
+def _resolved(config, device):
+    """The config with `auto` precisions resolved, as train_arm does (a no-op at commits without them)."""
+    try:
+        from faceres.train.precision import resolve_precisions
+    except ImportError:
+        return config
+    return resolve_precisions(config, device)
 
 
 def representative_step(trainer) -> int:
@@ -278,22 +288,40 @@ def breakdown(trainer, images, step: int, repeats: int) -> dict[str, tuple[float
             state["g_step"] = True
         return g_forward(*args, **kwargs)
 
+    def split_marks(name: str) -> None:
+        """Move the D and VGG16 backward time (between their first and last mark) out of phase `name`."""
+        for module in ("D", "VGG"):
+            times = [t for label, t in marks if label.startswith(module.lower())]
+            if times:  # first mark: the module's backward starts; last: it ends
+                seconds = tuple(max(clock) - min(clock) for clock in zip(*times))
+                phases.add(name, tuple(-x for x in seconds))
+                phases.add(f"{module} backward (G step)", seconds)
+
+    autograd_grad = torch.autograd.grad
+
+    def timed_grad(*args, **kwargs):
+        if not state["g_step"]:  # the augmentation search's PGD gradients
+            with phases.phase("autograd.grad"):
+                return autograd_grad(*args, **kwargs)
+        marks.clear()  # the G step: the losses' gradients on the output image, through VGG16 and D
+        name = "G step: loss gradients on the image"
+        with phases.phase(name):
+            result = autograd_grad(*args, **kwargs)
+        split_marks(name)
+        return result
+
     tensor_backward = torch.Tensor.backward
 
     def timed_backward(tensor, *args, **kwargs):
         state["backwards"] += 1
         g_step = state["backwards"] == 1
         marks.clear()
-        name = "G step backward (G, losses)" if g_step else "D step backward"
+        name = "G step backward (G)" if g_step else "D step backward"
         with phases.phase(name):
             tensor_backward(tensor, *args, **kwargs)
         state["g_step"] = False
-        for module in ("D", "VGG") if g_step else ():
-            times = [t for label, t in marks if label.startswith(module.lower())]
-            if times:  # first mark: the module's backward starts; last: it ends
-                seconds = tuple(max(clock) - min(clock) for clock in zip(*times))
-                phases.add(name, tuple(-x for x in seconds))
-                phases.add(f"{module} backward (G step)", seconds)
+        if g_step:  # a commit whose G step back-propagates the losses and G in one backward
+            split_marks(name)
 
     undo = []
     for obj, attr, value in ((trainer.G, "forward", g_forward_flagged), (trainer.D, "forward", marked_d),
@@ -304,7 +332,6 @@ def breakdown(trainer, images, step: int, repeats: int) -> dict[str, tuple[float
         phases.wrap(loop, "harden", "augmentation search"),
         phases.wrap(augment, "apply_bfr_tensor", "degradation"),
         phases.wrap(loop, "apply_bfr_tensor", "degradation"),
-        phases.wrap(torch.autograd, "grad", "autograd.grad"),
         phases.wrap(trainer.G, "forward", "G forward"),
         phases.wrap(trainer.D, "forward", "D forward"),
         phases.wrap(perceptual, "features", "VGG forward"),
@@ -313,8 +340,9 @@ def breakdown(trainer, images, step: int, repeats: int) -> dict[str, tuple[float
         phases.wrap(trainer, "_update_ema", "EMA"),
         phases.wrap(loop.R1Regularization, "loss", "R1 penalty"),
     ]
-    torch.Tensor.backward = timed_backward
+    torch.Tensor.backward, torch.autograd.grad = timed_backward, timed_grad
     undo.append(lambda: setattr(torch.Tensor, "backward", tensor_backward))
+    undo.append(lambda: setattr(torch.autograd, "grad", autograd_grad))
     results: list[dict[str, tuple[float, float]]] = []
     try:
         for i in range(repeats + 1):

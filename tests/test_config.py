@@ -62,7 +62,7 @@ def test_skip_nodes_match_the_paper():
         ({"profiles.cpu.resolution": 100}, "profiles.cpu.resolution = 100: allowed: a power of two in 16..512"),
         ({"profiles.cpu.resolution": 8}, "profiles.cpu.resolution = 8"),
         ({"profiles.cpu.width": 0}, "profiles.cpu.width = 0: allowed: a channel multiplier in (0, 1]"),
-        ({"profiles.paper.precision": "fp16"}, "profiles.paper.precision = 'fp16': allowed: one of fp32, tf32, bf16"),
+        ({"profiles.paper.precision": "fp16"}, "profiles.paper.precision = 'fp16': allowed: one of auto, fp32, tf32, bf16"),
         ({"profiles.cpu.channels_last": "yes"}, "profiles.cpu.channels_last = 'yes': allowed: true or false"),
         ({"data.source": "ffhq"}, "data.source = 'ffhq': allowed: one of synthetic, folder"),
         ({"data.on_bad_image": "ignore"}, "data.on_bad_image = 'ignore': allowed: one of fail, skip"),

@@ -31,7 +31,7 @@ PARAMS_FILE = "params.yaml"
 TASKS = ("bfr", "sr8", "sr16")
 SPLITS = ("train", "val", "test")
 REFERENCE_RESOLUTION = 512  # the resolution at which the paper's degradation ranges are defined
-PrecisionMode = Literal["fp32", "tf32", "bf16"]  # training precision (faceres/train/precision.py)
+PrecisionMode = Literal["auto", "fp32", "tf32", "bf16"]  # training precision (faceres/train/precision.py)
 ARM_NAME = re.compile(r"[a-z0-9_]+")  # arm names become DVC stage keys and param paths: no dots
 
 
@@ -99,9 +99,9 @@ class ProfileConfig:
     workers: int = field(metadata=_non_negative_int)
     """worker processes for data preparation, degradation and loading"""
     precision: PrecisionMode
-    """fp32 / tf32 (CUDA matmuls and convolutions in TF32) / bf16 (G and D under bfloat16 autocast + TF32)"""
-    perceptual_precision: Literal["fp32", "bf16"]
-    """VGG16 of the perceptual loss: bf16 autocast (fast on GPUs and on CPUs with AMX / AVX-512 BF16) or fp32"""
+    """fp32 / tf32 (CUDA matmuls and convolutions in TF32) / bf16 (G and D under bfloat16 autocast + TF32) / auto (bf16 where the training device has native bfloat16: Ampere+ GPUs, CPUs with AVX-512 BF16 or AMX; else fp32)"""
+    perceptual_precision: Literal["auto", "fp32", "bf16"]
+    """VGG16 of the perceptual loss: bf16 autocast (fast on GPUs and on CPUs with AMX / AVX-512 BF16), fp32, or auto (bf16 where native, as for precision)"""
     channels_last: bool
     """NHWC memory layout for the networks (same arithmetic; time it with bench/train_step.py on your GPU)"""
     identities: int = field(metadata=_check(lambda v: v >= 2, "an integer >= 2"))
@@ -251,6 +251,8 @@ class TrainConfig:
     """VGG16 feature loss weight (Eq. 14); the paper gives none: 1 by the validation sweep of docs/calibration.md"""
     style_weight: float = field(metadata=_check(lambda v: v >= 0, "a number >= 0"))
     """Gram style loss weight (Eq. 15); 1, with the feature weight (docs/calibration.md)"""
+    adversarial_weight: float = field(metadata=_check(lambda v: v >= 0, "a number >= 0"))
+    """scale of the adversarial term, times alpha: the objective is ... + alpha * adversarial_weight * L_adv, so alpha keeps the paper's meaning at any scaling"""
     r1_interval: int = field(metadata=_positive_int)
     """lazy R1: the penalty every this many D steps, scaled by it"""
     ema: bool

@@ -8,6 +8,8 @@ evaluation; ``gpus: 0`` means the CPU even where CUDA exists. dlib's identity ne
 from __future__ import annotations
 
 import contextlib
+import functools
+from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -31,6 +33,27 @@ def stage_device(wanted: int, setting: str) -> torch.device:
     """The device of a single-process stage (restore, evaluate): the first GPU when `wanted` > 0 (see check_gpus)."""
     check_gpus(wanted, setting)
     return torch.device("cuda" if wanted > 0 else "cpu")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` does bfloat16 arithmetic in hardware: a CUDA GPU of compute capability 8.0 or later
+    (Ampere+), or a CPU with AVX-512 BF16 or AMX-BF16 (read from /proc/cpuinfo: PyTorch exposes no such query;
+    elsewhere False). Without it bf16 autocast is emulated, and slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device) >= (8, 0)
+    if device.type != "cpu":
+        return False
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    flags = next((line.split(":", 1)[1] for line in text.splitlines() if line.startswith("flags")), "")
+    return frozenset(flags.split())
 
 
 def host_tensor(values: list[int] | list[float], device: torch.device, dtype: torch.dtype = torch.int64) -> torch.Tensor:

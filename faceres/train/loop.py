@@ -48,7 +48,7 @@ from faceres.train.data import FaceImages, StepBatchSampler, StepPlan, mirrored,
 from faceres.train.distributed import DistContext, average_gradients, barrier, broadcast_object, check_shared_directory
 from faceres.train.logs import LogWindow
 from faceres.train.outputs import CHECKPOINT_FILE, CURVE_FILE, GENERATOR_FILE, SUMMARY_FILE
-from faceres.train.precision import Precision
+from faceres.train.precision import Precision, resolve_precisions
 from faceres.train.process import configure_process
 from faceres.train.runcache import (
     RunIdentity,
@@ -79,6 +79,7 @@ class Trainer:
         vgg_features: nn.Sequential | None,
         ctx: DistContext,
     ):
+        config = resolve_precisions(config, ctx.device)  # `auto` -> what this device runs natively
         self.config, self.arm, self.dataset, self.ctx = config, arm, dataset, ctx
         train = config.train
         self.bfr = config.degrade.bfr.at_resolution(config.resolution)
@@ -90,7 +91,8 @@ class Trainer:
         self.D.to(ctx.device, memory_format=self.memory_format)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         weights = LossWeights(
-            l1=train.l1_weight, feature=train.perceptual_weight, style=train.style_weight, adversarial=arm.alpha
+            l1=train.l1_weight, feature=train.perceptual_weight, style=train.style_weight,
+            adversarial=arm.alpha * train.adversarial_weight,
         )
         perceptual = (
             PerceptualLoss(vgg_features, bf16=config.scale.perceptual_precision == "bf16").to(
@@ -100,6 +102,7 @@ class Trainer:
         )
         self.loss = GeneratorLoss(weights, perceptual)
         self.r1 = R1Regularization(gamma=config.scale.r1_gamma, interval=train.r1_interval)
+        self.g_params, self.d_params = list(self.G.parameters()), list(self.D.parameters())
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=train.lr, betas=train.betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=train.lr, betas=train.betas)  # R1 rides in D's step
         self.global_batch = config.scale.batch
@@ -145,6 +148,23 @@ class Trainer:
         self.seconds = float(state["seconds"])
         self.curve = list(state["curve"])
 
+    def measures_gradient_shares(self, step: int) -> bool:
+        """Whether step `step` measures each loss term's gradient on the output image: the last step of every
+        log window (and the run's last step), so each logged row carries one measurement per window."""
+        return (step + 1) % self.config.train.log_every == 0 or step + 1 == self.total_steps
+
+    def _gradient_shares(self, terms: dict[str, torch.Tensor], image: torch.Tensor, logs: dict) -> torch.Tensor:
+        """The gradient of the weighted loss on the output image, term by term (one backward through VGG16 or
+        D per term, none through G); logs each term's gradient norm (`grad_TERM`) and its share of their sum
+        (`share_TERM`). Returns the terms' summed gradient, which G's backward then takes: no extra G pass."""
+        grads = {name: torch.autograd.grad(term, image, retain_graph=True)[0] for name, term in terms.items()}
+        norms = {name: grad.norm() for name, grad in grads.items()}
+        norm_sum = sum(norms.values())
+        for name, norm in norms.items():
+            logs[f"grad_{name}"] = norm.detach()
+            logs[f"share_{name}"] = (norm / norm_sum.clamp_min(1e-30)).detach()
+        return sum(grads.values())
+
     def step_counters_on_host(self) -> bool:
         """Whether every Adam `step` counter is a host tensor (the sync-free optimizer step needs them there)."""
         return all(s["step"].device.type == "cpu" for opt in (self.opt_g, self.opt_d) for s in opt.state.values())
@@ -179,29 +199,34 @@ class Trainer:
         inputs, target = degraded * 2 - 1, gt * 2 - 1
 
         # Generator step. Its noise inputs are keyed by global position, like everything else of an image.
-        self.G.requires_grad_(True)
-        self.D.requires_grad_(False)
+        # G's output is detached into `image`, where the losses' gradients land (the gradient shares are
+        # measured there, and D's forward on it also serves the D step: D's weights do not change in between).
         noise_keys = keys_for(key_of("noise", config.seed, self.step), self.position_tensor)
         with self.precision.autocast():  # forward passes only; outputs back to float32 before the losses
             restored = self.G(inputs, noise_mode=train.noise_mode, noise_keys=noise_keys).float()
-            fake_logits = self.D(restored).float() if self.arm.alpha > 0 else None
-            losses = self.loss(restored, target, fake_logits)
+            image = restored.detach().requires_grad_(True)
+            fake_logits = self.D(image).float() if self.loss.weights.adversarial > 0 else None
+            terms = self.loss.weighted_terms(image, target, fake_logits)
+        total = sum(terms.values(), image.new_zeros(()))
+        if self.measures_gradient_shares(self.step):
+            image_grad = self._gradient_shares(terms, image, logs)
+        else:
+            (image_grad,) = torch.autograd.grad(total, image, retain_graph=fake_logits is not None)
         self.opt_g.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        average_gradients(list(self.G.parameters()), self.ctx)
+        restored.backward(image_grad)
+        average_gradients(self.g_params, self.ctx)
         self.opt_g.step()
-        logs.update({f"g_{k}": v.detach() for k, v in losses.items()})
+        logs["g_total"] = total.detach()
+        logs.update({f"g_{name}": (term / self.loss.weight(name)).detach() for name, term in terms.items()})
         if hardened is not None:
             logs["aug_l1_gain"] = hardened.l1_gain(restored, target)
 
-        # Discriminator step (only when the adversarial term is used).
-        if self.arm.alpha > 0:
-            self.D.requires_grad_(True)
+        # Discriminator step (only when the adversarial term is used), on the G step's D(fake).
+        if fake_logits is not None:
             r1_step = self.r1.applies_at(self.step)
             real = target.detach().requires_grad_(r1_step)
             with self.precision.autocast():
                 real_logits = self.D(real).float()
-                fake_logits = self.D(restored.detach()).float()
             d_loss = discriminator_adversarial_loss(real_logits, fake_logits)
             total_d = d_loss
             if r1_step:
@@ -209,8 +234,8 @@ class Trainer:
                 total_d = total_d + r1
                 logs["d_r1"] = r1.detach()
             self.opt_d.zero_grad(set_to_none=True)
-            total_d.backward()
-            average_gradients(list(self.D.parameters()), self.ctx)
+            total_d.backward(inputs=self.d_params)  # not into `image` or `real`: D's weights only
+            average_gradients(self.d_params, self.ctx)
             self.opt_d.step()
             logs["d_loss"] = d_loss.detach()
             logs["d_real"] = real_logits.detach().mean()
@@ -297,6 +322,7 @@ def train_arm(
     Returns the summary written to out_dir/train.json (rank 0) or {} on other ranks.
     """
     out_dir = Path(out_dir)
+    config = resolve_precisions(config, ctx.device)  # before the fingerprint: the resolved modes are in it
     configure_process(config, ctx)
     dataset = FaceImages(data_dir, "train")
     run = None

@@ -196,11 +196,11 @@ class LossWeights:
 
 
 class GeneratorLoss(nn.Module):
-    """``loss(restored, target, fake_logits)`` -> dict with 'total' (differentiable) and its components.
+    """The generator objective, term by term: :meth:`weighted_terms` (differentiable, weighted) and ``forward``
+    -> dict with 'total' (differentiable) and its components.
 
-    Components: 'l1', 'feature', 'style', 'adversarial' (detached, unweighted, for logging); a component
-    whose weight is 0 is not computed and not reported. ``fake_logits = D(restored)`` is required when
-    alpha > 0.
+    Terms: 'l1', 'feature', 'style', 'adversarial'; a term whose weight is 0 is not computed and not reported.
+    ``fake_logits = D(restored)`` is required when alpha > 0.
     """
 
     def __init__(self, weights: LossWeights, perceptual: PerceptualLoss | None = None):
@@ -212,22 +212,34 @@ class GeneratorLoss(nn.Module):
         self.weights = weights
         self.perceptual = perceptual
 
-    def forward(
+    def weight(self, term: str) -> float:
+        """The weight of `term` ('l1', 'feature', 'style' or 'adversarial')."""
+        return getattr(self.weights, term)
+
+    def weighted_terms(
         self, restored: torch.Tensor, target: torch.Tensor, fake_logits: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
+        """Each term of the objective times its weight, differentiable (their sum is the objective)."""
         weights = self.weights
-        terms: dict[str, tuple[float, torch.Tensor]] = {}
+        terms: dict[str, torch.Tensor] = {}
         if weights.l1 > 0:
-            terms["l1"] = (weights.l1, pixel_l1(restored, target))
+            terms["l1"] = weights.l1 * pixel_l1(restored, target)
         if weights.needs_perceptual:
             feature, style = self.perceptual(restored, target)
             if weights.feature > 0:
-                terms["feature"] = (weights.feature, feature)
+                terms["feature"] = weights.feature * feature
             if weights.style > 0:
-                terms["style"] = (weights.style, style)
+                terms["style"] = weights.style * style
         if weights.adversarial > 0:
             if fake_logits is None:
                 raise ValueError("GeneratorLoss: fake_logits = D(restored) is required when alpha > 0")
-            terms["adversarial"] = (weights.adversarial, generator_adversarial_loss(fake_logits))
-        total = sum((weight * value for weight, value in terms.values()), restored.new_zeros(()))
-        return {"total": total, **{name: value.detach() for name, (_, value) in terms.items()}}
+            terms["adversarial"] = weights.adversarial * generator_adversarial_loss(fake_logits)
+        return terms
+
+    def forward(
+        self, restored: torch.Tensor, target: torch.Tensor, fake_logits: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """{'total': the objective (differentiable), TERM: each term's unweighted value (detached)}."""
+        terms = self.weighted_terms(restored, target, fake_logits)
+        total = sum(terms.values(), restored.new_zeros(()))
+        return {"total": total, **{name: (value / self.weight(name)).detach() for name, value in terms.items()}}

@@ -20,23 +20,53 @@ reported metrics do not depend on the GPU or the training precision beyond the t
 
 bf16 needs a GPU with native bfloat16: NVIDIA Ampere (A100, RTX 30xx) or later. On a V100 (the paper's GPUs)
 bfloat16 is emulated and slow, and there is no fp16 path: set ``precision: fp32`` there. On a CPU, bf16 autocast
-is only fast with AVX-512 BF16 / AMX: without them set perceptual_precision: fp32.
+is only fast with AVX-512 BF16 / AMX. ``auto`` (both switches; the cpu and study profiles' value) picks bf16
+where the training device has it natively and fp32 elsewhere (:func:`resolve_precisions`, applied once before a
+run's fingerprint is taken: the resolved mode is part of it, so two machines that resolve differently train,
+and cache, different runs).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
-from faceres.config.schema import PrecisionMode
+from faceres.config.schema import Config, PrecisionMode
+from faceres.core.errors import ConfigError
+from faceres.core.devices import native_bf16
+
+
+def resolve_precisions(config: Config, device: torch.device | None = None) -> Config:
+    """`config` with the active profile's ``auto`` precisions replaced by what the training device runs
+    natively: bf16 where it has bfloat16 arithmetic in hardware (:func:`faceres.core.devices.native_bf16`),
+    else fp32. `device`: the training device; None: the profile's (CUDA when ``gpus`` > 0, else the CPU)."""
+    scale = config.scale
+    if "auto" not in (scale.precision, scale.perceptual_precision):
+        return config
+    device = device or torch.device("cuda" if scale.gpus > 0 else "cpu")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"profiles.{config.profile}.precision = auto (or perceptual_precision): this machine has no CUDA device "
+            f"to decide by; allowed here: bf16, tf32 or fp32")
+    native = "bf16" if native_bf16(device) else "fp32"
+    scale = dataclasses.replace(
+        scale,
+        precision=native if scale.precision == "auto" else scale.precision,
+        perceptual_precision=native if scale.perceptual_precision == "auto" else scale.perceptual_precision,
+    )
+    return dataclasses.replace(config, profiles={**config.profiles, config.profile: scale})
 
 
 @dataclass(frozen=True)
 class Precision:
-    mode: PrecisionMode  # validated with the rest of the config (faceres/config/schema.py)
+    mode: PrecisionMode  # validated with the rest of the config (faceres/config/schema.py), resolved (not auto)
     device: torch.device
+
+    def __post_init__(self) -> None:
+        assert self.mode != "auto", "resolve_precisions(config, device) first"
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:

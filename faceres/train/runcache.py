@@ -26,6 +26,7 @@ from faceres.core.cache import cache_root
 from faceres.core.files import atomic_directory
 from faceres.train.checkpoint import fingerprint_inputs
 from faceres.train.outputs import SUMMARY_FILE
+from faceres.train.precision import resolve_precisions
 from faceres.train.data import FaceImages
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,9 @@ def model_config(config: Config, arm: Arm) -> ModelConfig:
 
 
 def run_settings(config: Config, arm: Arm, world_size: int) -> dict[str, Any]:
-    """Everything that determines the trained weights (the fingerprint's settings)."""
+    """Everything that determines the trained weights (the fingerprint's settings); `auto` precisions as the
+    training device resolves them."""
+    config = resolve_precisions(config)
     return {
         "arm": {"skips": arm.skips, "alpha": arm.alpha, "aug": arm.aug},
         "model": model_config(config, arm).to_dict(),
