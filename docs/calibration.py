@@ -33,6 +33,9 @@ TABLE_START, TABLE_END = "<!-- calibration-table:start (docs/calibration.py) -->
 # commit column: the defaults a row did not override are those of that commit)
 OLD_WEIGHTS = {"train.perceptual_weight": 0.01, "train.style_weight": 0.01}
 WEIGHTS_1 = {"train.perceptual_weight": 1.0, "train.style_weight": 1.0}
+# the fifth round's weights from the pilot's gradient norms (docs/calibration.py --shares pilot)
+EQUAL = {"train.perceptual_weight": 7.0e-4, "train.style_weight": 3.3e-4, "train.adversarial_weight": 6.3e-3}
+ANCHORED = {key: float(f"{value / 3:.2g}") for key, value in EQUAL.items()}
 SETTINGS: dict[str, dict] = {
     # first round, at the loss weights params.yaml had then (perceptual and style 0.01)
     "base": {**OLD_WEIGHTS},
@@ -61,6 +64,20 @@ SETTINGS: dict[str, dict] = {
     # fourth round, at params.yaml's gentle augmentation (prob 0.25, two PGD steps of 5%, chosen by the third
     # round): the issue's 15-minute budget, which --test scores on the test split
     "gentle-3epochs": {"profiles.cpu.epochs": 3},
+    # fifth round (issue 23), on the code that logs each term's gradient share, trains G and D in bf16 and
+    # channels_last where the CPU has native bfloat16 (this one: AVX-512 BF16), and shares D(fake) between the
+    # G and D steps: the pilot at unit weights, whose second half's gradient norms set the equal-share weights
+    # (--shares pilot prints them). Two principles, stated before the pilot was measured: "equal" gives each of
+    # the four terms the L1 term's mean gradient norm on the output image at alpha = 1 (a quarter each);
+    # "anchored" gives L1 half and the other three a sixth each (a restorer first keeps what its input holds).
+    # The pilot's second half (steps 153-305): norms l1 0.00319, feature 4.55, style 9.67, adversarial 0.503
+    # (shares 0.03% / 31% / 65% / 3.4%).
+    "pilot": {},
+    "pilot-seed1": {"seed": 1},
+    "equal": {**EQUAL},
+    "equal-seed1": {**EQUAL, "seed": 1},
+    "anchored": {**ANCHORED},
+    "anchored-seed1": {**ANCHORED, "seed": 1},
 }
 COMMON = {
     "data.source": "folder", "data.folder.train_dir": str(CELEBA / "images"),
@@ -89,11 +106,12 @@ def _networks():
                     identity_embedder=functools.cache(pretrained.identity_embedder))
 
 
-def _score(pred_dir: Path, gt_dir: Path, cache: Path) -> dict:
+def _score(pred_dir: Path, gt_dir: Path, cache: Path, per_image_csv: Path) -> dict:
+    """Pooled metrics of one folder; its per-image table is kept in `per_image_csv` (the strata are read from it)."""
     from faceres.metrics.evaluate import EvalOptions, evaluate_folders
 
     options = EvalOptions(ks=(1,), n_bootstrap=1000, progress=False, fid_cache_dir=str(cache))
-    summary = evaluate_folders(pred_dir, gt_dir, metrics=list(METRICS), networks=_networks(),
+    summary = evaluate_folders(pred_dir, gt_dir, metrics=list(METRICS), networks=_networks(), out_csv=per_image_csv,
                                options=options).summary["metrics"]
     iprec = summary["ipr"]["iprecision"]["k1"]
 
@@ -147,6 +165,43 @@ def write_table(csv_file: Path) -> None:
     table_file.write_text(text[:start] + "\n" + "\n".join(lines) + "\n" + text[end:])
 
 
+TERMS = ("l1", "feature", "style", "adversarial")
+WEIGHT_KEYS = {"l1": "train.l1_weight", "feature": "train.perceptual_weight", "style": "train.style_weight",
+               "adversarial": "train.adversarial_weight"}
+
+
+def equal_share_weights(curve, weights: dict[str, float]) -> dict[str, float]:
+    """Weights under which every term's gradient on the output image has the same mean norm as the L1 term's,
+    from a run's curve (its `grad_TERM` columns, the weighted terms' gradient norms, averaged over the second
+    half of the run) and the weights it was trained with (alpha = 1). With Adam only the ratios matter, so
+    the L1 weight stays."""
+    late = curve[curve["step"] > curve["step"].max() / 2]
+    unit_norm = {term: late[f"grad_{term}"].mean() / weights[term] for term in TERMS}
+    return {term: weights["l1"] * unit_norm["l1"] / unit_norm[term] for term in TERMS}
+
+
+def print_shares(model_dir: Path) -> int:
+    import pandas as pd
+
+    curve_file = model_dir / "curve.csv"
+    if not curve_file.is_file():
+        print(f"--shares: {curve_file}: not trained by this sweep yet", file=sys.stderr)
+        return 2
+    curve = pd.read_csv(curve_file)
+    train = json.loads((model_dir / "train.json").read_text())
+    config = _config(SETTINGS[model_dir.name], 3000)
+    weights = {"l1": config.train.l1_weight, "feature": config.train.perceptual_weight,
+               "style": config.train.style_weight, "adversarial": config.train.adversarial_weight}
+    late = curve[curve["step"] > curve["step"].max() / 2]
+    print(f"{model_dir.name}: {train['steps']} steps; second half (steps > {curve['step'].max() // 2}), weights {weights}")
+    for term in TERMS:
+        print(f"  {term:<12} gradient norm {late[f'grad_{term}'].mean():.4g}  share {late[f'share_{term}'].mean():.3f}  "
+              f"loss {late[f'g_{term}'].mean():.4g}")
+    derived = equal_share_weights(curve, weights)
+    print("equal-share weights: " + json.dumps({WEIGHT_KEYS[t]: float(f"{w:.3g}") for t, w in derived.items()}))
+    return 0
+
+
 def _degraded_split(base, data: Path, out: Path, split: str) -> Path:
     """`split` of the prepared data under the test degradation (the degrade stage's), written once into `out`."""
     import dataclasses
@@ -179,7 +234,8 @@ def _score_on_test(args, base, data: Path, cache: Path, commit: str) -> int:
                                                                      "train_s": ""}),
                                  (args.test, restored, rows[args.test])):
         row = {"setting": name, "overrides": source["overrides"], "steps": source["steps"],
-               "train_s": source["train_s"], "val_images": count, **_score(folder, gt_dir, cache), "commit": commit}
+               "train_s": source["train_s"], "val_images": count,
+               **_score(folder, gt_dir, cache, args.work / "per_image-test" / f"{name}.csv"), "commit": commit}
         _append(test_csv, row)
         print(f"test split, {name}: {row}", flush=True)
     write_table(test_csv)
@@ -195,11 +251,16 @@ def main() -> int:
     parser.add_argument("--test", metavar="SETTING", default=None,
                         help="once the sweep has chosen: score that setting's trained model, and DEG, on the *test* "
                              "split (the issue's target; rows in docs/calibration-test.csv)")
+    parser.add_argument("--shares", metavar="SETTING", default=None,
+                        help="print a trained setting's per-term gradient norms and shares on the output image over "
+                             "the second half of its curve, and the weights that would give each term an equal share")
     parser.add_argument("--csv", type=Path, default=REPO / "docs" / "calibration.csv", help="rows (the .md beside it)")
     args = parser.parse_args()
     if args.table:
         write_table(args.csv)
         return 0
+    if args.shares:
+        return print_shares(args.work / "models" / args.shares)
     from faceres.pipeline.layout import ground_truth_dir
     from faceres.pipeline.train import train
     from faceres.data.prepare import prepare_dataset
@@ -223,7 +284,8 @@ def main() -> int:
     done = {r["setting"] for r in _rows(args.csv)}
     if "DEG" not in done:
         _append(args.csv, {"setting": "DEG", "overrides": "the degraded input", "steps": "", "train_s": "",
-                 "val_images": len(list(gt_dir.glob("*.png"))), **_score(deg_dir, gt_dir, cache), "commit": commit})
+                 "val_images": len(list(gt_dir.glob("*.png"))),
+                 **_score(deg_dir, gt_dir, cache, args.work / "per_image" / "DEG.csv"), "commit": commit})
         write_table(args.csv)
     for name in names:
         if name in done:
@@ -237,7 +299,7 @@ def main() -> int:
         restore_folder(generator, deg_dir, restored, noise_seed=None, progress=False)
         row = {"setting": name, "overrides": json.dumps(overrides), "steps": summary["steps"],
                "train_s": summary["seconds"], "val_images": len(list(gt_dir.glob("*.png"))),
-               **_score(restored, gt_dir, cache), "commit": commit}
+               **_score(restored, gt_dir, cache, args.work / "per_image" / f"{name}.csv"), "commit": commit}
         _append(args.csv, row)
         write_table(args.csv)
         print(f"{time.strftime('%H:%M:%S')} {name}: {row}", flush=True)
