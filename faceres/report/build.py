@@ -3,6 +3,7 @@ report.md and report.html (what the DVC ``report`` stage runs)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,9 +13,11 @@ from matplotlib.figure import Figure
 from faceres.core.errors import ConfigError, DataError
 from faceres.report.document import ReportFigure, RunInfo, write_report
 from faceres.report.figures import (
+    GRADIENT_SHARES,
     alpha_tradeoff,
     figure8,
     figure8_data,
+    gradient_share_note,
     save_figure,
     training_curves,
     training_figure,
@@ -102,6 +105,11 @@ def build_report(out_dir: str | Path, inputs: ReportInputs) -> dict[str, Path]:
     makers.append(("Training curves of every arm", lambda: training_figure(curve_table), "training_curves",
                    "The generator's L1, VGG feature and adversarial losses and the discriminator's loss, logged every "
                    "train.log_every steps (models/ARM/curve.csv)."))
+    makers.append(("Gradient shares of the objective's terms", lambda: training_figure(curve_table, GRADIENT_SHARES),
+                   "gradient_shares",
+                   "Each weighted term's gradient norm on the output image over the terms' sum, measured on the last "
+                   "step of every log window (curve.csv's share_* columns): how much of the generator's update each "
+                   "term drives."))
     makers += [(title, (lambda f=fig: f), f"qualitative_{i}", caption)
                for i, (title, fig, caption) in enumerate(inputs.qualitative, 1)]
     figures = []
@@ -113,4 +121,8 @@ def build_report(out_dir: str | Path, inputs: ReportInputs) -> dict[str, Path]:
             continue
         paths = save_figure(fig, out_dir / "figures" / stem, out_dir / "pdf" / stem)
         figures.append(ReportFigure(title, paths["png"], caption, pdf=paths["pdf"]))
-    return write_report(out_dir, tables=tables, figures=figures, run_info=inputs.run_info)
+    run_info = inputs.run_info
+    share_note = gradient_share_note(curve_table)
+    if share_note is not None:
+        run_info = dataclasses.replace(run_info, notes=(*run_info.notes, share_note))
+    return write_report(out_dir, tables=tables, figures=figures, run_info=run_info)

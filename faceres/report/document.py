@@ -148,8 +148,12 @@ def write_report(
 
 def run_notes(config: Config) -> tuple[str, ...]:
     """The report's notes on how this run was made, from its configuration (shown under the run's facts)."""
-    aug = config.train.augment
+    aug, train = config.train.augment, config.train
     return (
+        f"Objective: L = {train.l1_weight:g} L1 + {train.perceptual_weight:g} L_feature + {train.style_weight:g} "
+        f"L_style + alpha x {train.adversarial_weight:g} L_adv (alpha = {config.alpha:g} for the main model): the "
+        f"weights give each term an equal share of the gradient on the output image at alpha = 1, measured at unit "
+        f"weights (docs/calibration.md, fifth round); alpha scales the adversarial share.",
         f"Adversarial augmentation: mode {aug.mode}, probability {aug.prob}, worst of {aug.candidates}, "
         f"{aug.pgd_steps} PGD step(s) of {aug.pgd_step} of each range, pixel eps {aug.pixel_eps}/255.",
         f"Restorations use the generator's {'EMA' if config.train.ema else 'raw'} weights; "

@@ -3,7 +3,9 @@
 - :func:`figure8`: iPrecision / iRecall against neighbourhood size k, one line per method (appendix Fig. 8);
   :func:`figure8_data` / :func:`write_figure8_data` give the same numbers as tables for ``dvc plots``.
 - :func:`alpha_tradeoff`: PSNR and FID against the adversarial weight alpha (appendix C.4).
-- :func:`training_figure` (from :func:`training_curves`): every arm's losses over the training steps.
+- :func:`training_figure` (from :func:`training_curves`): every arm's losses over the training steps; with
+  ``GRADIENT_SHARES``, each loss term's share of the gradient on the output image (:func:`gradient_share_note`
+  says it in one sentence for the main arm).
 - :func:`qualitative_grid` and its paper-shaped wrappers :func:`figure9` (skips), :func:`figure10` (noise
   seeds), :func:`sr_figure` (8x / 16x SR, Figs. 14-15): rows = test images, columns = titled image folders.
 
@@ -75,6 +77,23 @@ def training_figure(data: pd.DataFrame, losses: Sequence[str] = ("g_l1", "g_feat
     axes[-1].legend(fontsize=7, frameon=True)
     figure.tight_layout()
     return figure
+
+
+GRADIENT_SHARES = ("share_l1", "share_feature", "share_style", "share_adversarial")
+
+
+def gradient_share_note(data: pd.DataFrame, arm: str = "main") -> str | None:
+    """One sentence: each objective term's mean share of the gradient on the output image over the second half
+    of `arm`'s training (from the training-curves table; None when the arm logged no shares)."""
+    rows = data[data["method"] == arm] if "method" in data.columns else data.iloc[0:0]
+    columns = [c for c in GRADIENT_SHARES if c in rows.columns and rows[c].notna().any()]
+    if rows.empty or not columns:
+        return None
+    late = rows[rows["step"] > rows["step"].max() / 2]
+    shares = ", ".join(f"{c.removeprefix('share_')} {100 * late[c].mean():.0f}%" for c in columns)
+    return (f"Gradient shares of the objective's terms on the output image (norm of each weighted term's gradient "
+            f"over their sum), {arm} arm, mean over steps {int(late['step'].min())}-{int(late['step'].max())}: "
+            f"{shares}.")
 
 
 def figure8_data(
