@@ -27,6 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CELEBA = REPO.parent / "shared" / "data" / "celeba-10k"
+STRATA_START, STRATA_END = "<!-- strata-table:start (docs/calibration.py --strata) -->", "<!-- strata-table:end -->"
 TABLE_START, TABLE_END = "<!-- calibration-table:start (docs/calibration.py) -->", "<!-- calibration-table:end -->"
 
 # name -> params.yaml overrides on top of COMMON and of params.yaml at the row's commit (docs/calibration.csv's
@@ -36,6 +37,7 @@ WEIGHTS_1 = {"train.perceptual_weight": 1.0, "train.style_weight": 1.0}
 # the fifth round's weights from the pilot's gradient norms (docs/calibration.py --shares pilot)
 EQUAL = {"train.perceptual_weight": 7.0e-4, "train.style_weight": 3.3e-4, "train.adversarial_weight": 6.3e-3}
 ANCHORED = {key: float(f"{value / 3:.2g}") for key, value in EQUAL.items()}
+FP32_NCHW = {"profiles.cpu.precision": "fp32", "profiles.cpu.perceptual_precision": "bf16", "profiles.cpu.channels_last": False}
 SETTINGS: dict[str, dict] = {
     # first round, at the loss weights params.yaml had then (perceptual and style 0.01)
     "base": {**OLD_WEIGHTS},
@@ -78,6 +80,14 @@ SETTINGS: dict[str, dict] = {
     "equal-seed1": {**EQUAL, "seed": 1},
     "anchored": {**ANCHORED},
     "anchored-seed1": {**ANCHORED, "seed": 1},
+    # at the chosen (equal) weights: the alpha sweep of appendix C.4 (alpha 1 is "equal" itself), and the old
+    # cpu profile's arithmetic (G and D in float32, NCHW; VGG16 in bf16 as before) at the same step count
+    "equal-alpha0.1": {**EQUAL, "alpha": 0.1},
+    "equal-alpha0.1-seed1": {**EQUAL, "alpha": 0.1, "seed": 1},
+    "equal-alpha3": {**EQUAL, "alpha": 3.0},
+    "equal-alpha3-seed1": {**EQUAL, "alpha": 3.0, "seed": 1},
+    "equal-fp32": {**EQUAL, **FP32_NCHW},
+    "equal-fp32-seed1": {**EQUAL, **FP32_NCHW, "seed": 1},
 }
 COMMON = {
     "data.source": "folder", "data.folder.train_dir": str(CELEBA / "images"),
@@ -202,6 +212,46 @@ def print_shares(model_dir: Path) -> int:
     return 0
 
 
+def write_strata(work: Path, csv_file: Path) -> None:
+    """By degradation strength (the BFR downsampling bins of faceres.metrics.strata), from each row's kept
+    per-image table and its split's manifest: PSNR, SSIM, LPIPS, identity distance and the share of restorations
+    inside their own identity ball (iPrecision@1), each with its 95% bootstrap interval over the bin's images.
+    Markdown between the strata markers of the .md beside `csv_file`."""
+    import pandas as pd
+
+    from faceres.metrics.evaluate import EvalOptions
+    from faceres.metrics.strata import scales_from_manifest, stratify
+
+    split = "test" if csv_file.stem.endswith("-test") else "val"
+    scales = scales_from_manifest(work / f"degraded-{split}" / "manifest.csv", split=split)
+    per_image_dir = work / ("per_image-test" if split == "test" else "per_image")
+    options = EvalOptions(ks=(1,), n_bootstrap=1000, progress=False)
+    lines = [f"| setting | bin | n | PSNR ↑ | SSIM ↑ | LPIPS ↓ | identity distance ↓ | in own identity ball ↑ |",
+             "|---|---|---|---|---|---|---|---|"]
+
+    def cell(stat: dict, digits: int) -> str:
+        low, high = stat["ci95"]
+        return f"{stat['mean']:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+    for row in _rows(csv_file):
+        table_file = per_image_dir / f"{row['setting']}.csv"
+        if not table_file.is_file():
+            continue
+        block = stratify(pd.read_csv(table_file, dtype={"name": str}), scales, options)
+        for name, entry in block["bins"].items():
+            m = entry["metrics"]
+            if not m:
+                continue
+            lines.append(f"| {row['setting']} | {name} | {entry['n']} | {cell(m['psnr'], 2)} | {cell(m['ssim'], 3)} | "
+                         f"{cell(m['lpips'], 3)} | {cell(m['identity_distance'], 3)} | {cell(m['iprecision']['1'], 2)} |")
+    table_file = csv_file.with_suffix(".md")
+    text = table_file.read_text()
+    if STRATA_START not in text:
+        text += f"\n{STRATA_START}\n{STRATA_END}\n"
+    start, end = text.index(STRATA_START) + len(STRATA_START), text.index(STRATA_END)
+    table_file.write_text(text[:start] + "\n" + "\n".join(lines) + "\n" + text[end:])
+
+
 def _degraded_split(base, data: Path, out: Path, split: str) -> Path:
     """`split` of the prepared data under the test degradation (the degrade stage's), written once into `out`."""
     import dataclasses
@@ -251,6 +301,9 @@ def main() -> int:
     parser.add_argument("--test", metavar="SETTING", default=None,
                         help="once the sweep has chosen: score that setting's trained model, and DEG, on the *test* "
                              "split (the issue's target; rows in docs/calibration-test.csv)")
+    parser.add_argument("--strata", action="store_true",
+                        help="only rewrite the by-degradation-strength table (.md beside --csv) from the kept per-image "
+                             "tables")
     parser.add_argument("--shares", metavar="SETTING", default=None,
                         help="print a trained setting's per-term gradient norms and shares on the output image over "
                              "the second half of its curve, and the weights that would give each term an equal share")
@@ -258,6 +311,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.table:
         write_table(args.csv)
+        return 0
+    if args.strata:
+        write_strata(args.work, args.csv)
         return 0
     if args.shares:
         return print_shares(args.work / "models" / args.shares)
