@@ -246,13 +246,13 @@ class TrainConfig:
     )
     """Adam betas (appendix A: 0.0, 0.99)"""
     l1_weight: float = field(metadata=_check(lambda v: v >= 0, "a number >= 0"))
-    """weight of the pixel L1 term of L_rec"""
+    """weight of the pixel L1 term of L_rec (with Adam only the weights' ratios matter: L1 stays 1)"""
     perceptual_weight: float = field(metadata=_check(lambda v: v >= 0, "a number >= 0"))
-    """VGG16 feature loss weight (Eq. 14); the paper gives none: 1 by the validation sweep of docs/calibration.md"""
+    """VGG16 feature loss weight (Eq. 14; the paper gives none): with style_weight and adversarial_weight, each term's gradient on the output image as large as L1's at alpha = 1 (docs/calibration.md, fifth round)"""
     style_weight: float = field(metadata=_check(lambda v: v >= 0, "a number >= 0"))
-    """Gram style loss weight (Eq. 15); 1, with the feature weight (docs/calibration.md)"""
+    """Gram style loss weight (Eq. 15): an equal gradient share, as perceptual_weight"""
     adversarial_weight: float = field(metadata=_check(lambda v: v >= 0, "a number >= 0"))
-    """scale of the adversarial term, times alpha: the objective is ... + alpha * adversarial_weight * L_adv, so alpha keeps the paper's meaning at any scaling"""
+    """scale of the adversarial term, times alpha (L = ... + alpha * adversarial_weight * L_adv): an equal gradient share at alpha = 1, so alpha keeps the paper's meaning"""
     r1_interval: int = field(metadata=_positive_int)
     """lazy R1: the penalty every this many D steps, scaled by it"""
     ema: bool
