@@ -88,6 +88,11 @@ SETTINGS: dict[str, dict] = {
     "equal-alpha3-seed1": {**EQUAL, "alpha": 3.0, "seed": 1},
     "equal-fp32": {**EQUAL, **FP32_NCHW},
     "equal-fp32-seed1": {**EQUAL, **FP32_NCHW, "seed": 1},
+    # params.yaml's values (the equal weights since b038722) for the 15 minutes of training (4 epochs,
+    # 1,220 steps), two training seeds; and capacity: twice the width for one epoch, against "equal"
+    "main-4epochs": {"profiles.cpu.epochs": 4},
+    "main-4epochs-seed1": {"profiles.cpu.epochs": 4, "seed": 1},
+    "width0.25": {"profiles.cpu.width": 0.25},
 }
 COMMON = {
     "data.source": "folder", "data.folder.train_dir": str(CELEBA / "images"),
