@@ -4,9 +4,9 @@
 - ``tf32``: float32 tensors, but CUDA matmuls and cuDNN convolutions may round their inputs to TF32 (Ampere+).
 - ``bf16``: TF32 as above, and the generator's and discriminator's forward passes run under bfloat16 autocast.
 
-The VGG16 of the perceptual loss has its own switch, ``profiles.<name>.perceptual_precision`` (bf16 or fp32,
-whatever ``precision`` says): it is 57% of a cpu-profile step's FLOPs, and this machine's AMX units run its
-wide convolutions ~2.4x faster in bf16, while the narrow G and D (width 0.125) gain nothing from it.
+The VGG16 of the perceptual loss has its own switch, ``profiles.<name>.perceptual_precision``: it is 57% of a
+cpu-profile step's FLOPs. On this project's CPU (AVX-512 BF16) bf16 with channels_last runs the generator's
+forward + backward 1.7x faster than NCHW float32 (bench/README.md), hence ``auto`` in the CPU profiles.
 
 Why bf16 and not fp16: bfloat16 keeps float32's exponent range, so no loss scaling is needed and neither
 activations nor the R1 gradient penalty can overflow (stylegan2-ada-pytorch clamps its fp16 layers' outputs
