@@ -35,6 +35,7 @@ TABLE_START, TABLE_END = "<!-- calibration-table:start (docs/calibration.py) -->
 OLD_WEIGHTS = {"train.perceptual_weight": 0.01, "train.style_weight": 0.01}
 WEIGHTS_1 = {"train.perceptual_weight": 1.0, "train.style_weight": 1.0}
 # the fifth round's weights from the pilot's gradient norms (docs/calibration.py --shares pilot)
+UNIT = {"train.perceptual_weight": 1.0, "train.style_weight": 1.0, "train.adversarial_weight": 1.0}
 EQUAL = {"train.perceptual_weight": 7.0e-4, "train.style_weight": 3.3e-4, "train.adversarial_weight": 6.3e-3}
 ANCHORED = {key: float(f"{value / 3:.2g}") for key, value in EQUAL.items()}
 FP32_NCHW = {"profiles.cpu.precision": "fp32", "profiles.cpu.perceptual_precision": "bf16", "profiles.cpu.channels_last": False}
@@ -74,8 +75,9 @@ SETTINGS: dict[str, dict] = {
     # "anchored" gives L1 half and the other three a sixth each (a restorer first keeps what its input holds).
     # The pilot's second half (steps 153-305): norms l1 0.00319, feature 4.55, style 9.67, adversarial 0.503
     # (shares 0.03% / 31% / 65% / 3.4%).
-    "pilot": {},
-    "pilot-seed1": {"seed": 1},
+    "pilot": {},  # params.yaml's values at its commit: unit weights (its code: 729c84a, committed minutes later)
+    "unit-seed1": {**UNIT, "seed": 1},  # the pilot's weights again, explicit (a second seed; pilot is the first)
+    "unit": {**UNIT},
     "equal": {**EQUAL},
     "equal-seed1": {**EQUAL, "seed": 1},
     "anchored": {**ANCHORED},
