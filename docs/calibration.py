@@ -75,7 +75,7 @@ SETTINGS: dict[str, dict] = {
     # "anchored" gives L1 half and the other three a sixth each (a restorer first keeps what its input holds).
     # The pilot's second half (steps 153-305): norms l1 0.00319, feature 4.55, style 9.67, adversarial 0.503
     # (shares 0.03% / 31% / 65% / 3.4%).
-    "pilot": {},  # params.yaml's values at its commit: unit weights (its code: 729c84a, committed minutes later)
+    "pilot": {**UNIT},  # ran as {} at db78212, whose params.yaml had unit weights (its code: 729c84a, committed minutes later)
     "unit-seed1": {**UNIT, "seed": 1},  # the pilot's weights again, explicit (a second seed; pilot is the first)
     "unit": {**UNIT},
     "equal": {**EQUAL},

@@ -277,12 +277,14 @@ def blind_restoration_run(celeba: Path, work: Path, seed: int, limit: int, overr
     restore_folder(load_generator(work / "model" / "generator.pt"), degraded / "test", restored, progress=False)
     options = EvalOptions(ci_level=None, progress=False)
 
-    def lpips(folder: Path) -> float:
-        result = evaluate_folders(folder, ground_truth_dir(data), ["lpips"], networks=lpips_net, options=options)
-        return result.summary["metrics"]["lpips"]["mean"]
+    def scores(folder: Path) -> dict[str, float]:
+        result = evaluate_folders(folder, ground_truth_dir(data), ["psnr", "lpips"], networks=lpips_net, options=options)
+        return {name: result.summary["metrics"][name]["mean"] for name in ("psnr", "lpips")}
 
+    deg, ours = scores(degraded / "test"), scores(restored)
     return {"steps": summary["steps"], "seconds": summary["seconds"], "test_images": len(list(restored.glob("*.png"))),
-            "lpips_deg": lpips(degraded / "test"), "lpips_restored": lpips(restored)}
+            "lpips_deg": deg["lpips"], "lpips_restored": ours["lpips"], "psnr_deg": deg["psnr"],
+            "psnr_restored": ours["psnr"]}
 
 
 # Run-to-run spread of blind_restoration_run at the test's settings (main arm, 1,500 faces: 168 steps, ~3 min
