@@ -404,6 +404,25 @@ def test_training_curves_of_every_arm_in_one_long_table_and_one_figure(tmp_path)
         training_figure(training_curves({"skips6": tmp_path / "absent.csv"}))
 
 
+def test_the_gradient_share_note_averages_the_main_arms_second_half(tmp_path):
+    from faceres.report.figures import GRADIENT_SHARES, gradient_share_note, training_curves, training_figure
+
+    rows = ["step,share_l1,share_feature,share_style,share_adversarial",
+            "10,0.10,0.40,0.40,0.10", "20,0.20,0.30,0.30,0.20",  # first half: left out
+            "30,0.30,0.20,0.20,0.30", "40,0.25,0.25,0.25,0.25"]
+    (tmp_path / "main.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "alpha3.csv").write_text("step,g_l1\n10,0.3\n")  # an arm without shares (an older run)
+    data = training_curves({"main": tmp_path / "main.csv", "alpha3": tmp_path / "alpha3.csv"})
+    # steps 30 and 40 are past half of 40: l1 (0.30 + 0.25) / 2 = 27.5% -> "28%", feature 22.5% -> "22%" (half
+    # to even), adversarial 27.5% -> "28%"
+    assert gradient_share_note(data) == (
+        "Gradient shares of the objective's terms on the output image (norm of each weighted term's gradient over "
+        "their sum), main arm, mean over steps 30-40: l1 28%, feature 22%, style 22%, adversarial 28%.")
+    assert gradient_share_note(data, arm="alpha3") is None
+    panels = [ax for ax in training_figure(data, GRADIENT_SHARES).axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == list(GRADIENT_SHARES)
+
+
 def test_alpha_tradeoff_axes(runs, tmp_path):
     fig = alpha_tradeoff(runs, ALPHA_ARMS)
     ax_psnr, ax_fid = fig.axes
