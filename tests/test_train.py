@@ -287,27 +287,34 @@ def blind_restoration_run(celeba: Path, work: Path, seed: int, limit: int, overr
             "psnr_restored": ours["psnr"]}
 
 
-# Run-to-run spread of blind_restoration_run at the test's settings (main arm, 1,500 faces: 168 steps, ~3 min
-# here), measured on 2026-12-02 over seeds 0, 1, 2 (each seed also redraws the split and the test degradations)
-# at params.yaml's gentle augmentation (prob 0.25, two PGD steps of 5%): restored LPIPS 0.390 / 0.377 / 0.371
-# (range 0.019), degraded 0.463 / 0.465 / 0.454, gain 0.073 / 0.088 / 0.083. At the earlier prob 0.5 / one step
-# of 25%: 0.389 / 0.382 / 0.370, the same range. (Before ToRGB's init std went to 0.1, seed 0 scored 0.473:
-# worse than its input.)
-RESTORED_LPIPS_RANGE = 0.019
+# Run-to-run spread of blind_restoration_run at the test's settings (main arm at params.yaml's equal-gradient-share
+# weights, 1,500 faces, 2 epochs: 336 steps, ~4 min of training here), measured on 2026-12-03 over seeds 0, 1, 2
+# (each seed also redraws the split and the test degradations): held-out LPIPS gain over the degraded input
+# 0.038 / 0.036 / 0.048 (restored 0.425 / 0.429 / 0.406 against 0.463 / 0.465 / 0.454), PSNR gain +0.00 / +0.16 /
+# +0.14 dB. The restored LPIPS alone spreads by 0.023, half of it the split's (DEG spreads by 0.011), so the
+# criterion is the gain's spread. (At one epoch and the unit weights of 2026-12-02 the gain was 0.073-0.088, but
+# that objective lost 1.3 dB PSNR to its input on the validation split: docs/calibration.md, fifth round.)
+LPIPS_GAIN_RANGE = 0.012
+# The objective's promise: no worse than its input on PSNR (the pooled target: within 0.5 dB of DEG).
+PSNR_LOSS_ALLOWED = 0.5
 
 
 @pytest.mark.slow
-def test_a_short_blind_restoration_run_on_celeba_beats_the_degraded_input_on_lpips(celeba, tmp_path):
+def test_a_short_blind_restoration_run_on_celeba_beats_the_degraded_input_on_lpips_and_keeps_its_psnr(celeba, tmp_path):
     # Blind BFR as the product trains it: every default of params.yaml (the main arm: skips 4, alpha 1,
-    # adversarial augmentation, L1 + VGG feature/style, the BFR degradation box) but the data, CelebA at 64 px.
-    result = blind_restoration_run(celeba, tmp_path, seed=0, limit=1500, overrides={})
+    # adversarial augmentation, L1 + VGG feature/style + adversarial at equal gradient shares, the BFR degradation
+    # box) but the data, CelebA at 64 px, and the length.
+    result = blind_restoration_run(celeba, tmp_path, seed=0, limit=1500, overrides={"profiles.cpu.epochs": 2})
     gain = result["lpips_deg"] - result["lpips_restored"]
-    print(f"\nheld-out LPIPS ({result['test_images']} faces, {result['steps']} steps, {result['seconds']:.0f} s): "
-          f"degraded {result['lpips_deg']:.4f}, restored {result['lpips_restored']:.4f}, gain {gain:.4f}")
-    assert result["test_images"] >= 140 and result["steps"] >= 160
-    # Better than the input by twice the spread between runs: a restorer that had not learnt would be within
-    # one spread of the input (or above it), whatever its seed.
-    assert gain > 2 * RESTORED_LPIPS_RANGE
+    print(f"\nheld-out ({result['test_images']} faces, {result['steps']} steps, {result['seconds']:.0f} s): LPIPS "
+          f"degraded {result['lpips_deg']:.4f}, restored {result['lpips_restored']:.4f}, gain {gain:.4f}; PSNR "
+          f"degraded {result['psnr_deg']:.2f}, restored {result['psnr_restored']:.2f}")
+    assert result["test_images"] >= 140 and result["steps"] >= 320
+    # Better than the input by twice the spread of the gain between runs: a restorer that had not learnt would
+    # be within one spread of the input (or above it), whatever its seed.
+    assert gain > 2 * LPIPS_GAIN_RANGE
+    # and not bought with the input's pixels (the unit-weight objective lost 1.3 dB to DEG on the validation split)
+    assert result["psnr_restored"] >= result["psnr_deg"] - PSNR_LOSS_ALLOWED
 
 
 def test_mirrored_flips_about_half_the_images_the_same_way_on_every_split():
