@@ -192,13 +192,17 @@ def equal_share_weights(curve, weights: dict[str, float]) -> dict[str, float]:
     from a run's curve (its `grad_TERM` columns, the weighted terms' gradient norms, averaged over the second
     half of the run) and the weights it was trained with (alpha = 1). With Adam only the ratios matter, so
     the L1 weight stays."""
-    late = curve[curve["step"] > curve["step"].max() / 2]
+    from faceres.report.figures import second_half
+
+    late = second_half(curve)
     unit_norm = {term: late[f"grad_{term}"].mean() / weights[term] for term in TERMS}
     return {term: weights["l1"] * unit_norm["l1"] / unit_norm[term] for term in TERMS}
 
 
-def print_shares(model_dir: Path) -> int:
+def print_shares(model_dir: Path, limit: int) -> int:
     import pandas as pd
+
+    from faceres.report.figures import second_half
 
     curve_file = model_dir / "curve.csv"
     if not curve_file.is_file():
@@ -206,10 +210,9 @@ def print_shares(model_dir: Path) -> int:
         return 2
     curve = pd.read_csv(curve_file)
     train = json.loads((model_dir / "train.json").read_text())
-    config = _config(SETTINGS[model_dir.name], 3000)
-    weights = {"l1": config.train.l1_weight, "feature": config.train.perceptual_weight,
-               "style": config.train.style_weight, "adversarial": config.train.adversarial_weight}
-    late = curve[curve["step"] > curve["step"].max() / 2]
+    train_config = _config(SETTINGS[model_dir.name], limit).train
+    weights = {term: getattr(train_config, key.removeprefix("train.")) for term, key in WEIGHT_KEYS.items()}
+    late = second_half(curve)
     print(f"{model_dir.name}: {train['steps']} steps; second half (steps > {curve['step'].max() // 2}), weights {weights}")
     for term in TERMS:
         print(f"  {term:<12} gradient norm {late[f'grad_{term}'].mean():.4g}  share {late[f'share_{term}'].mean():.3f}  "
@@ -323,7 +326,7 @@ def main() -> int:
         write_strata(args.work, args.csv)
         return 0
     if args.shares:
-        return print_shares(args.work / "models" / args.shares)
+        return print_shares(args.work / "models" / args.shares, args.limit)
     from faceres.pipeline.layout import ground_truth_dir
     from faceres.pipeline.train import train
     from faceres.data.prepare import prepare_dataset

@@ -82,6 +82,11 @@ def training_figure(data: pd.DataFrame, losses: Sequence[str] = ("g_l1", "g_feat
 GRADIENT_SHARES = ("share_l1", "share_feature", "share_style", "share_adversarial")
 
 
+def second_half(curve: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a training curve past half of its last step: where the shares and losses have settled."""
+    return curve[curve["step"] > curve["step"].max() / 2]
+
+
 def gradient_share_note(data: pd.DataFrame, arm: str = "main") -> str | None:
     """One sentence: each objective term's mean share of the gradient on the output image over the second half
     of `arm`'s training (from the training-curves table; None when the arm logged no shares)."""
@@ -89,7 +94,7 @@ def gradient_share_note(data: pd.DataFrame, arm: str = "main") -> str | None:
     columns = [c for c in GRADIENT_SHARES if c in rows.columns and rows[c].notna().any()]
     if rows.empty or not columns:
         return None
-    late = rows[rows["step"] > rows["step"].max() / 2]
+    late = second_half(rows)
     shares = ", ".join(f"{c.removeprefix('share_')} {100 * late[c].mean():.0f}%" for c in columns)
     return (f"Gradient shares of the objective's terms on the output image (norm of each weighted term's gradient "
             f"over their sum), {arm} arm, mean over steps {int(late['step'].min())}-{int(late['step'].max())}: "
