@@ -19,18 +19,23 @@ setup: $(STAMP)
 repro: setup
 	$(BIN)/dvc repro
 
-# The reference study (issue 14): every arm on real aligned faces at 64 px, profile `study` (2 epochs each),
-# as one DVC experiment named "study"; about 2 hours on 2 cores. Stopped, it continues where it was when run
-# again (finished stages come from DVC's run cache, a stopped training from its checkpoint); then
-# `faceres publish-results` copies the report, tables, figures and main generator into docs/results/ and
-# rewrites the README's results tables. STUDY_DATA: a
+# The reference study (issues 14, 24): every arm on real aligned faces at 64 px, profile `study` (2 epochs each),
+# trained with 3 seeds (main) and 2 (every ablation arm), each scored on the validation split at every quarter
+# of its training (its trajectory) and at the end on a test split of identities no earlier study or calibration
+# scored (none among the first STUDY_SEEN images), as one DVC experiment named "study"; about 4 hours on 2 cores.
+# Stopped, it continues where it was when run again (finished stages come from DVC's run cache, a stopped
+# training from its last checkpoint, at most 10 minutes back); then `faceres publish-results` copies the report,
+# tables, figures and main generator into docs/results/ and rewrites the README's results tables. STUDY_DATA: a
 # folder with images/ and identities.csv (CelebA's layout); FFHQ/CelebA-HQ work the same.
 STUDY_DATA ?= ../shared/data/celeba-10k
-STUDY_IMAGES ?= 3600
+STUDY_IMAGES ?= 4200
+STUDY_SEEN ?= 3600
 study: setup
 	$(BIN)/dvc exp run -n study -S profile=study -S data.source=folder \
 	  -S data.folder.train_dir=$(STUDY_DATA)/images -S data.folder.identities_csv=$(STUDY_DATA)/identities.csv \
-	  -S data.folder.upscale=true -S data.folder.limit=$(STUDY_IMAGES) -S data.val_fraction=0.1
+	  -S data.folder.upscale=true -S data.folder.limit=$(STUDY_IMAGES) -S data.folder.test_unseen_after=$(STUDY_SEEN) \
+	  -S data.val_fraction=0.06 -S 'degrade.splits=[test,val]' \
+	  -S 'ablations.seeds.main=[1,2]' -S 'ablations.seeds.arms=[1]'
 	$(BIN)/faceres publish-results
 
 # The human-study page test drives Debian's Chromium: installed here when possible (root + apt-get),

@@ -45,4 +45,4 @@ def test_only_the_main_models_stages_read_the_top_level_keys():
     readers = {name for name, stage in pipeline.items()
                if any(p in ("skips", "alpha", "aug") for p in stage.get("params", stage.get("do", {}).get("params", [])))}
     # The report shows the main model's values; everything else of `dvc exp run -S skips=6` comes from the cache.
-    assert readers == {"train-main", "report"}
+    assert readers == {"train-main", "train-main-seed", "report"}  # main and its replicates (ablations.seeds.main)

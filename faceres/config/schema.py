@@ -141,6 +141,10 @@ class FolderConfig:
     """use at most this many images (sorted by name); null = all"""
     upscale: bool = False  # allow images smaller than the resolution (upsampled; otherwise a bad image)
     """accept images smaller than the resolution, upsampled (CelebA-10k is 89x109); false = a bad image"""
+    test_unseen_after: int | None = field(
+        default=None, metadata=_check(lambda v: v is None or v > 0, "null or an integer > 0")
+    )
+    """the test split takes only identities with no image among the first this many (by name): those an earlier study or calibration scored; null = any identity"""
 
 
 @dataclass(frozen=True)
@@ -275,6 +279,8 @@ class TrainConfig:
     """steps between logged losses (the one read-back from the device)"""
     sample_every: int = field(metadata=_positive_int)
     """steps between MLflow sample grids (input / output / ground truth)"""
+    snapshots: int = field(metadata=_check(lambda v: 1 <= v <= 64, "an integer 1..64"))
+    """generator snapshots at every 1/snapshots of training (the last is the result): the points of the validation trajectory"""
 
 
 @dataclass(frozen=True)
@@ -305,6 +311,29 @@ class AblationConfig:
     """the paper's defaults, which every arm overrides one key of"""
     arms: dict[str, ArmConfig]
     """arms trained beside the main model (Table 6: skips*, C.4: alpha*, Table 7: noaug)"""
+    seeds: ReplicateSeeds
+    """more training seeds (replicates): the main model's and every arm's"""
+
+
+def _seed_list(values: tuple[int, ...]) -> bool:
+    return len(set(values)) == len(values) and all(0 <= v < 2**63 for v in values)
+
+
+def replicate_name(arm: str, seed: int) -> str:
+    """The method name of `arm` trained with another training seed: main_s1, skips0_s1."""
+    return f"{arm}_s{seed}"
+
+
+@dataclass(frozen=True)
+class ReplicateSeeds:
+    """Training seeds beyond the global `seed`: each trains the model again as method `<arm>_s<seed>`
+    (the same data split, degradations of the test split and settings; another initialisation, batch order,
+    noise and augmentation). The tables show mean +- std over an arm's seeds."""
+
+    main: tuple[int, ...] = field(metadata=_check(_seed_list, "a list of distinct integers in [0, 2**63)"))
+    """the main model's extra training seeds (make study: [1, 2])"""
+    arms: tuple[int, ...] = field(metadata=_check(_seed_list, "a list of distinct integers in [0, 2**63)"))
+    """every ablation arm's extra training seeds (make study: [1])"""
 
 
 @dataclass(frozen=True)
@@ -361,7 +390,7 @@ class Config:
     seed: int = field(metadata=_check(lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"))
     """global seed: rendering, splits, degradations, training"""
     profiles: dict[str, ProfileConfig]
-    """the scales of a run: cpu (2 cores, a smoke run), study (2 cores, ~2 h on real faces: make study), gpu (one GPU, overnight), paper (appendix A: 8 GPUs)"""
+    """the scales of a run: cpu (2 cores, a smoke run), study (2 cores, ~4 h on real faces with training seeds: make study), gpu (one GPU, overnight), paper (appendix A: 8 GPUs)"""
     data: DataConfig
     """where the faces come from"""
     degrade: DegradeConfig
@@ -433,6 +462,18 @@ def _cross_checks(config: Config, loader: TypedLoader) -> None:
     for name in config.ablations.arms:
         if not ARM_NAME.fullmatch(name) or name == "main":
             loader.fail(f"ablations.arms.{name}", name, "a name of lowercase letters, digits and _ other than 'main'")
+    for group, arms in (("main", ["main"]), ("arms", list(config.ablations.arms))):
+        seeds = getattr(config.ablations.seeds, group)
+        if config.seed in seeds:
+            loader.fail(f"ablations.seeds.{group}", list(seeds),
+                        f"seeds other than seed = {config.seed} (that run is the method itself)")
+        for arm in arms:
+            for seed in seeds:
+                name = replicate_name(arm, seed)
+                if name in config.ablations.arms or name in config.external:
+                    loader.fail(f"ablations.seeds.{group}", list(seeds),
+                                f"seeds whose replicate names do not collide: {arm} with seed {seed} is {name}, "
+                                f"a method of its own")
     if config.data.source == "folder" and not config.data.folder.train_dir:
         loader.fail("data.folder.train_dir", config.data.folder.train_dir, "a directory of face images")
 

@@ -44,12 +44,27 @@ class SourceItem:
     split: str | None = None  # None: decided by the identity split
 
 
-def split_identities(identities: Iterable[str], fraction: float, seed: int, stream: str = "split") -> set[str]:
-    """The held-out identities: the `round(fraction * n)` (at least one) that rank first by a seeded hash."""
+def split_identities(identities: Iterable[str], fraction: float, seed: int, stream: str = "split",
+                     ineligible: frozenset[str] = frozenset()) -> set[str]:
+    """The held-out identities: the `round(fraction * n)` (at least one) that rank first by a seeded hash,
+    none of them `ineligible` (n counts those too). Fewer eligible identities than that is a DataError."""
     unique = sorted(set(identities))
     n_out = max(1, round(fraction * len(unique))) if len(unique) > 1 and fraction > 0 else 0
-    ranked = sorted(unique, key=lambda identity: (unit_of(stream, seed, identity), identity))
+    eligible = [identity for identity in unique if identity not in ineligible]
+    if len(eligible) < n_out:
+        raise DataError(f"{len(eligible)} identities are eligible, {n_out} are to be held out")
+    ranked = sorted(eligible, key=lambda identity: (unit_of(stream, seed, identity), identity))
     return set(ranked[:n_out])
+
+
+def seen_identities(folder: FolderConfig) -> frozenset[str]:
+    """The identities of the first ``test_unseen_after`` images of train_dir (by name, whatever the limit):
+    those scored before, which the test split leaves out."""
+    if folder.test_unseen_after is None:
+        return frozenset()
+    files = list_images(folder.train_dir)[: folder.test_unseen_after]
+    identities = _read_identities(folder.identities_csv, files) if folder.identities_csv else {}
+    return frozenset(str(identities.get(f.name, f.stem)) for f in files)
 
 
 def center_crop_resize(image: np.ndarray, resolution: int, upscale: bool, name: str) -> np.ndarray:
@@ -236,9 +251,18 @@ def prepare_dataset(
 
 def assign_splits(items: list[SourceItem], config: Config) -> list[str]:
     """Each item's split: its folder's (test_dir given), else by a seeded hash of its identity; validation
-    identities (``val_fraction``) come out of the training identities, so the test split does not move."""
+    identities (``val_fraction``) come out of the training identities, so the test split does not move. With
+    ``folder.test_unseen_after``, test identities have no image among that many first files (scored before)."""
     free = [i.identity for i in items if i.split is None]
-    test_identities = split_identities(free, config.data.test_fraction, config.seed)
+    seen = seen_identities(config.data.folder) if config.data.source == "folder" else frozenset()
+    try:
+        test_identities = split_identities(free, config.data.test_fraction, config.seed, ineligible=seen)
+    except DataError as error:
+        raise DataError(
+            f"data.folder.test_unseen_after = {config.data.folder.test_unseen_after}: {error} as the test split "
+            f"(data.test_fraction = {config.data.test_fraction}); allowed: a smaller value, a larger "
+            f"data.folder.limit or a smaller data.test_fraction"
+        ) from None
     val_identities = split_identities([i for i in free if i not in test_identities], config.data.val_fraction,
                                       config.seed, stream="val-split")
 

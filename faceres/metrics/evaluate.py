@@ -17,6 +17,8 @@ Restorations and ground truth are paired by file name without extension. Pretrai
 
 from __future__ import annotations
 
+import functools
+
 import json
 import math
 import os
@@ -93,6 +95,16 @@ class Networks:
             fid_inception=_pretrained("load_fid_inception"),
             lpips_backbone=_pretrained_lpips_backbone,
             identity_embedder=_load_identity_embedder,
+        )
+
+    @classmethod
+    def pretrained_once(cls) -> Networks:
+        """:meth:`pretrained`, each network loaded at its first use and kept: for scoring many folders."""
+        pretrained = cls.pretrained()
+        return cls(
+            fid_inception=functools.cache(pretrained.fid_inception),
+            lpips_backbone=functools.cache(pretrained.lpips_backbone),
+            identity_embedder=functools.cache(pretrained.identity_embedder),
         )
 
 

@@ -12,7 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import Sequence
 
-from faceres.config.arms import list_arms
+from faceres.config.arms import list_runs, training_config
 from faceres.config.schema import Config, load_config
 from faceres.core.errors import DataError
 from faceres.pipeline import stage_args, status
@@ -25,20 +25,21 @@ FIGURE8 = {"DEG*": DEG, "GPEN": "gpen", "GFPGAN*": "gfpgan", "DFDNet": "dfdnet",
 
 
 def arm_config(config: Config, arm) -> Config:
-    """The config as this arm sees it: its skips/alpha/aug in place of the main model's (for tracking)."""
-    return dataclasses.replace(config, skips=arm.skips, alpha=arm.alpha, aug=arm.aug)
+    """The config as this arm sees it: its skips/alpha/aug (and a replicate's training seed) in place of the main
+    model's (for tracking)."""
+    return dataclasses.replace(training_config(config, arm), skips=arm.skips, alpha=arm.alpha, aug=arm.aug)
 
 
 def arm_params(arm) -> dict:
     """What every run of an arm logs beside its stage's params: its name and effective skips/alpha/aug (the
     compare view's axes)."""
-    return {"arm": arm.name, "skips": arm.skips, "alpha": arm.alpha, "aug": arm.aug}
+    return {"arm": arm.name, "arm_family": arm.family, "skips": arm.skips, "alpha": arm.alpha, "aug": arm.aug}
 
 
 def method_run(config: Config, method: str) -> tuple[Config, dict]:
     """(config, extra params) of a restore/evaluate run: an arm's runs carry its own skips/alpha/aug, so MLflow's
     compare view lines the arms up by them; other methods (deg, external) have none."""
-    arms = {arm.name: arm for arm in list_arms(config)}
+    arms = {arm.name: arm for arm in list_runs(config)}
     if method in arms:
         return arm_config(config, arms[method]), {"method": method, **arm_params(arms[method])}
     return config, {"method": method}  # no skips/alpha/aug: not a string "-" that turns the axis categorical

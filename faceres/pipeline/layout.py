@@ -3,7 +3,8 @@
     data/weights.json                      the verified pretrained-weights record      (weights)
     data/prepared/images/<split>/          faces at the profile resolution + manifest   (prepare)
     data/degraded/<task>/<split>[_lr]/     degraded inputs (+ SR low-res) + manifest    (degrade@TASK)
-    models/<arm>/                          generator.pt, curve.csv, train.json          (train@ARM)
+    models/<arm>/                          generator.pt, curve.csv, train.json, snapshots/ (train@ARM)
+    trajectories/<arm>/                    validation.csv: the snapshots on the val split (trajectory@ARM)
     data/restored/<arm>/<task>/seed<k>/    restorations, one folder per noise seed      (restore@ARM)
     data/restored/<arm>/status.json        ok / not_run                                 (restore@ARM)
     data/external/<method>/                another method's restorations of bfr/test     (faceres import-external)
@@ -50,6 +51,10 @@ class Layout:
     @property
     def models(self) -> Path:
         return self.root / "models"
+
+    @property
+    def trajectories(self) -> Path:
+        return self.root / "trajectories"
 
     @property
     def restored(self) -> Path:

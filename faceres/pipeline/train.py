@@ -56,11 +56,12 @@ def train(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: b
     Every node's first process ends with the result in out_dir, whichever node rank 0 was on (c10d ranks the
     nodes by host name).
     """
-    from faceres.config.arms import find_arm
+    from faceres.config.arms import find_arm, training_config
     from faceres.train.distributed import init_distributed, shutdown
     from faceres.train.loop import train_arm
 
     arm = find_arm(config, arm_name)
+    config = training_config(config, arm)
     reason = arm.not_runnable_reason(config.resolution)
     if reason is not None:
         log.info(f"train {arm_name}: not run: {reason}")
@@ -105,7 +106,7 @@ def run_or_launch(config: Config, arm_name: str, data_dir: Path, out_dir: Path, 
     this process, or re-execute as torchrun with `forwarded` (a `faceres` command line) plus the training
     images' digest, hashed here once for every process of this node. `data_digest`: given when this process is
     one of those torchrun started."""
-    from faceres.config.arms import find_arm
+    from faceres.config.arms import find_arm, training_config
     from faceres.train.launch import planned_processes, relaunch_under_torchrun, torchrun_command, under_torchrun
     from faceres.train.runcache import finished_run, reuse_finished_run
 
@@ -113,6 +114,7 @@ def run_or_launch(config: Config, arm_name: str, data_dir: Path, out_dir: Path, 
         train(config, arm_name, data_dir, out_dir, track, data_digest=data_digest)
         return
     arm = find_arm(config, arm_name)
+    config = training_config(config, arm)  # a replicate's seed: its fingerprint and its MLflow run's params
     if arm.not_runnable_reason(config.resolution) is not None:
         train(config, arm_name, data_dir, out_dir, track)  # records it as not run; nothing to launch
         return
@@ -136,7 +138,8 @@ def run_or_launch(config: Config, arm_name: str, data_dir: Path, out_dir: Path, 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The training entry point's arguments: `faceres train`, the stage, and the launcher's re-execution."""
-    parser.add_argument("arm", help="main, or an arm of params.yaml ablations.arms")
+    parser.add_argument("arm", help="main, an arm of params.yaml ablations.arms, or a replicate <arm>_s<seed> "
+                                    "(ablations.seeds)")
     add_params_arguments(parser)
     parser.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
     parser.add_argument("--data", default=str(Layout().prepared), help="prepared dataset (default: %(default)s)")

@@ -15,6 +15,7 @@ import copy
 import dataclasses
 import logging
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -47,7 +48,9 @@ from faceres.train.checkpoint import CHECKPOINT_FORMAT, CheckpointWriter, inputs
 from faceres.train.data import FaceImages, StepBatchSampler, StepPlan, mirrored, rank_batch, step_degradations
 from faceres.train.distributed import DistContext, average_gradients, barrier, broadcast_object, check_shared_directory
 from faceres.train.logs import LogWindow
-from faceres.train.outputs import CHECKPOINT_FILE, CURVE_FILE, GENERATOR_FILE, SUMMARY_FILE
+from faceres.train.outputs import (
+    CHECKPOINT_FILE, CURVE_FILE, GENERATOR_FILE, SNAPSHOTS_DIR, SUMMARY_FILE, snapshot_file, snapshot_steps,
+)
 from faceres.train.precision import Precision, resolve_precisions
 from faceres.train.process import configure_process
 from faceres.train.runcache import (
@@ -207,7 +210,7 @@ class Trainer:
             image = restored.detach().requires_grad_(True)
             fake_logits = self.D(image).float() if self.loss.weights.adversarial > 0 else None
             terms = self.loss.weighted_terms(image, target, fake_logits)
-        total = sum(terms.values(), image.new_zeros(()))
+        total = self.loss.total(terms, image)
         if self.measures_gradient_shares(self.step):
             image_grad = self._gradient_shares(terms, image, logs)
         else:
@@ -217,7 +220,7 @@ class Trainer:
         average_gradients(self.g_params, self.ctx)
         self.opt_g.step()
         logs["g_total"] = total.detach()
-        logs.update({f"g_{name}": (term / self.loss.weight(name)).detach() for name, term in terms.items()})
+        logs.update({f"g_{name}": value for name, value in self.loss.unweighted(terms).items()})
         if hardened is not None:
             logs["aug_l1_gain"] = hardened.l1_gain(restored, target)
 
@@ -272,12 +275,17 @@ class Trainer:
         return grid.permute(1, 2, 0).cpu().numpy()
 
 
-def _write_outputs(trainer: Trainer, out_dir: Path, fingerprint_: str, summary_extra: dict) -> dict:
+def _save_result_generator(trainer: Trainer, path: Path, fingerprint_: str) -> None:
+    """The generator a run hands on (G_ema, or G without EMA) as it is now: the result, or a snapshot."""
     save_generator(
-        out_dir / GENERATOR_FILE, trainer.G_ema if trainer.config.train.ema else trainer.G, trainer.model_config,
+        path, trainer.G_ema if trainer.config.train.ema else trainer.G, trainer.model_config,
         ema=trainer.config.train.ema, arm=dataclasses.asdict(trainer.arm), fingerprint=fingerprint_,
         step=trainer.step,
     )
+
+
+def _write_outputs(trainer: Trainer, out_dir: Path, fingerprint_: str, summary_extra: dict) -> dict:
+    _save_result_generator(trainer, out_dir / GENERATOR_FILE, fingerprint_)
     curve = pd.DataFrame(trainer.curve)
     curve.to_csv(out_dir / CURVE_FILE, index=False)
     last = trainer.curve[-1] if trainer.curve else {}
@@ -362,6 +370,9 @@ def train_arm(
     checkpoint_seconds = (config.scale.checkpoint_minutes or math.inf) * 60.0
     last_checkpoint_time = time.monotonic()
     log_every = config.train.log_every
+    # the validation trajectory's points but the last (the result itself); in the run cache, so a resumed run
+    # keeps those it wrote (a snapshot past the last checkpoint is written again, identically)
+    snapshot_at = set(snapshot_steps(trainer.total_steps, config.train.snapshots)[:-1])
 
     def save_checkpoint() -> None:
         nonlocal last_good, last_checkpoint_time
@@ -383,6 +394,9 @@ def train_arm(
         if bar is not None:
             bar.update(1)
         last_step = trainer.step == trainer.total_steps
+        if trainer.step in snapshot_at and ctx.is_main:  # a few per run: one host copy of G each
+            (run_dir / SNAPSHOTS_DIR).mkdir(parents=True, exist_ok=True)
+            _save_result_generator(trainer, run_dir / SNAPSHOTS_DIR / snapshot_file(trainer.step), run.key)
         step_checkpoint = checkpoint_steps is not None and trainer.step % checkpoint_steps == 0 and not last_step
         if trainer.step % log_every == 0 or last_step or step_checkpoint:
             timed_out = ctx.is_main and time.monotonic() - last_checkpoint_time >= checkpoint_seconds
@@ -451,7 +465,11 @@ def _publish(trainer: Trainer, key: str, final_dir: Path, out_dir: Path, checkpo
     no checkpoint."""
     with atomic_directory(final_dir) as tmp:
         summary = _write_outputs(trainer, tmp, key, {"total_steps": trainer.total_steps})
+        snapshots = final_dir.parent / SNAPSHOTS_DIR
+        if snapshots.is_dir():
+            shutil.copytree(snapshots, tmp / SNAPSHOTS_DIR)
     checkpoint.unlink(missing_ok=True)
+    shutil.rmtree(final_dir.parent / SNAPSHOTS_DIR, ignore_errors=True)  # now in final/
     copy_run(final_dir, out_dir)
     return summary
 

@@ -241,5 +241,13 @@ class GeneratorLoss(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """{'total': the objective (differentiable), TERM: each term's unweighted value (detached)}."""
         terms = self.weighted_terms(restored, target, fake_logits)
-        total = sum(terms.values(), restored.new_zeros(()))
-        return {"total": total, **{name: (value / self.weight(name)).detach() for name, value in terms.items()}}
+        return {"total": self.total(terms, restored), **self.unweighted(terms)}
+
+    @staticmethod
+    def total(terms: dict[str, torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+        """The objective: the weighted terms' sum (0 on `like`'s device when there are none)."""
+        return sum(terms.values(), like.new_zeros(()))
+
+    def unweighted(self, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each weighted term's unweighted value, detached (what the curves log)."""
+        return {name: (value / self.weight(name)).detach() for name, value in terms.items()}
