@@ -30,13 +30,16 @@ repro: setup
 STUDY_DATA ?= ../shared/data/celeba-10k
 STUDY_IMAGES ?= 4200
 STUDY_SEEN ?= 3600
+# STUDY_STAGES: only these stages (and what they need), without publishing, e.g. every training first:
+#   make study STUDY_STAGES="train-main train train-main-seed train-seed"
+STUDY_STAGES ?=
 study: setup
-	$(BIN)/dvc exp run -n study -S profile=study -S data.source=folder \
+	$(BIN)/dvc exp run -n study $(STUDY_STAGES) -S profile=study -S data.source=folder \
 	  -S data.folder.train_dir=$(STUDY_DATA)/images -S data.folder.identities_csv=$(STUDY_DATA)/identities.csv \
 	  -S data.folder.upscale=true -S data.folder.limit=$(STUDY_IMAGES) -S data.folder.test_unseen_after=$(STUDY_SEEN) \
 	  -S data.val_fraction=0.06 -S 'degrade.splits=[test,val]' \
 	  -S 'ablations.seeds.main=[1,2]' -S 'ablations.seeds.arms=[1]'
-	$(BIN)/faceres publish-results
+	$(if $(STUDY_STAGES),,$(BIN)/faceres publish-results)
 
 # The human-study page test drives Debian's Chromium: installed here when possible (root + apt-get),
 # otherwise that one test is skipped with its reason.
