@@ -1,7 +1,9 @@
-"""The claims table: paired differences against a brute-force bootstrap and hand-made cases whose verdict is
-known by construction."""
+"""The claims table: paired differences against a brute-force bootstrap, and the verdict rule over training seeds
+and validation trajectories on hand-made cases whose verdict is known by construction."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pandas as pd
@@ -11,12 +13,13 @@ from faceres.core.errors import DataError
 from faceres.report.claims import (
     CONTRADICTED,
     NOT_RUN,
-    PARTLY,
     SHOWN,
-    WITHIN_NOISE,
+    UNDECIDED,
     Claim,
+    TrajectoryLine,
     check_claims,
     claims_table,
+    decide,
     paired_difference,
     paper_claims,
 )
@@ -61,48 +64,110 @@ def test_paired_difference_drops_non_finite_values_and_unmatched_names():
         paired_difference(frm.assign(ssim=0.5), to, "ssim", ("A", "B"), np.random.default_rng(0))
 
 
-def _arms(psnr_by_method: dict[str, np.ndarray], lpips_by_method: dict[str, np.ndarray] | None = None):
-    names = [f"{i}" for i in range(len(next(iter(psnr_by_method.values()))))]
-    tables = {}
-    for method, psnr in psnr_by_method.items():
-        columns = {"psnr": psnr}
-        if lpips_by_method:
-            columns["lpips"] = lpips_by_method[method]
-        tables[method] = per_image(names, **columns)
-    return tables
+def _trajectory(steps, values, bin_name="all") -> pd.DataFrame:
+    return pd.DataFrame({"step": steps, "bin": bin_name, "psnr": values})
 
 
-def test_verdicts_follow_the_sign_and_the_interval():
+SEED_TRAJECTORY_STEPS = [100, 200, 300, 400]
+
+
+def test_decide_hand_made_cases():
+    held = TrajectoryLine((100, 200, 300, 400), (-0.1, 0.2, 0.3, 0.4), {})
+    flips_late = TrajectoryLine((100, 200, 300, 400), (0.1, 0.2, -0.05, 0.4), {})  # step 300 is in the last half
+    flips_early = TrajectoryLine((100, 200, 300, 400), (-0.3, 0.2, 0.3, 0.4), {})  # step 100 is not
+    assert decide(+1, [+1, +1], held) == (SHOWN, "")
+    assert decide(+1, [+1, +1, +1], flips_early)[0] == SHOWN
+    assert decide(-1, [+1, +1], held) == (CONTRADICTED, "")  # found +1, claimed -1, held at +1
+    verdict, why = decide(+1, [+1, +1], flips_late)
+    assert verdict == UNDECIDED and "step 300" in why
+    verdict, why = decide(+1, [+1, 0], held)
+    assert verdict == UNDECIDED and "1 of 2 seeds within the interval" in why
+    verdict, why = decide(+1, [+1, -1], held)
+    assert verdict == UNDECIDED and "disagree" in why
+    verdict, why = decide(+1, [+1], held)
+    assert verdict == UNDECIDED and "1 training seed" in why  # no replication, whatever its interval
+    assert decide(+1, [+1, +1], None)[0] == UNDECIDED  # no trajectory scored
+    verdict, why = decide(-1, [-1, -1], None, has_trajectory=False)  # FID: the seeds alone, and it says so
+    assert verdict == SHOWN and "FID" in why
+
+
+def _seeded_arms(gain_by_seed: dict[int, float], n: int = 200):
+    """Two arms with seeds 0 and 1: arm b beats arm a by gain_by_seed[seed] dB on every image (plus noise)."""
     rng = np.random.default_rng(0)
-    base = rng.normal(20, 2, 200)
-    flat = base + rng.permutation(np.r_[np.full(100, 0.5), np.full(100, -0.5)])  # a mean difference of 0
-    tables = _arms({"s0": base, "s2": base + 1.0, "s4": base + 2.0, "flat": flat, "worse": base - 1.0})
+    names = [str(i) for i in range(n)]
+    tables, runs, families = {}, {}, {"a": {}, "b": {}}
+    for seed, gain in gain_by_seed.items():
+        base = rng.normal(20, 2, n)
+        for arm, values in (("a", base), ("b", base + gain + rng.normal(0, 0.3, n))):
+            method = arm if seed == 0 else f"{arm}_s{seed}"
+            tables[method], runs[method] = per_image(names, psnr=values), run(method)
+            families[arm][seed] = method
+    return tables, runs, families
+
+
+def test_a_verdict_needs_every_seed_beyond_its_interval_and_a_stable_trajectory():
+    claim = Claim("b beats a", {"a": "a", "b": "b"}, ("psnr",))
+    rising = {m: _trajectory(SEED_TRAJECTORY_STEPS, [20.0, 20.5, 21.0, 21.5] if m.startswith("b") else [20.0] * 4)
+              for m in ("a", "a_s1", "b", "b_s1")}
+    tables, runs, families = _seeded_arms({0: 1.0, 1: 0.8})
+    (check,) = check_claims([claim], runs, tables, families=families, trajectories=rising)
+    assert check.verdict == SHOWN and [c.seed for c in check.seeds] == [0, 1]
+    assert [c.difference.difference for c in check.seeds] == pytest.approx([1.0, 0.8], abs=0.06)
+    assert check.overall.difference == pytest.approx(0.9, abs=0.05) and check.overall.interval is None
+    assert check.trajectory.steps == (100, 200, 300, 400) and check.trajectory.mean == pytest.approx((0, .5, 1, 1.5))
+
+    tables, runs, families = _seeded_arms({0: 1.0, 1: 0.0})  # the second seed shows nothing
+    (check,) = check_claims([claim], runs, tables, families=families, trajectories=rising)
+    assert check.verdict == UNDECIDED and "within the interval" in check.reason
+
+    tables, runs, families = _seeded_arms({0: 1.0, 1: 0.8})
+    late_flip = dict(rising, b_s1=_trajectory(SEED_TRAJECTORY_STEPS, [20.0, 20.5, 18.0, 21.5]))  # mean -0.5 at 300
+    (check,) = check_claims([claim], runs, tables, families=families, trajectories=late_flip)
+    assert check.verdict == UNDECIDED and "step 300" in check.reason
+    markdown = claims_table([check], scale="64 px, width 0.125, 400 steps").to_markdown()
+    assert "undecided at this scale" in markdown and "64 px, width 0.125" in markdown
+    assert re.search(r"s0: \+(0\.9|1\.0)\d \[\+0\.\d\d, \+1\.\d\d\]; s1: \+0\.\d\d", markdown)
+
+
+def test_the_degraded_input_pairs_with_every_seed_and_its_trajectory_is_constant():
+    names = [str(i) for i in range(100)]
+    rng = np.random.default_rng(1)
+    deg = rng.normal(20, 2, 100)
+    tables = {"deg": per_image(names, psnr=deg), "main": per_image(names, psnr=deg + 0.5),
+              "main_s1": per_image(names, psnr=deg + 0.6), "main_s2": per_image(names, psnr=deg + 0.7)}
     runs = {m: run(m) for m in tables}
-    claims = [
-        Claim("more skips", {"0": "s0", "2": "s2", "4": "s4"}, ("psnr",)),
-        Claim("flat", {"0": "s0", "x": "flat"}, ("psnr",)),
-        Claim("wrong way", {"0": "s0", "w": "worse"}, ("psnr",)),
-        Claim("claimed worse", {"0": "s0", "w": "worse"}, ("psnr",), better=False),
-        Claim("a step back", {"0": "s0", "4": "s4", "w": "s2"}, ("psnr",)),  # 0 -> 2: +1 overall, 4 -> 2: -1
-    ]
-    checks = check_claims(claims, runs, tables)
-    assert [c.verdict for c in checks] == [SHOWN, WITHIN_NOISE, CONTRADICTED, SHOWN, PARTLY]
-    first = checks[0]
-    assert first.overall.frm == "0" and first.overall.to == "4" and first.overall.difference == pytest.approx(2.0)
-    assert first.overall.interval == pytest.approx((2.0, 2.0)) and first.overall.n == 200
-    assert [(s.frm, s.to) for s in first.steps] == [("0", "2"), ("2", "4")]
+    families = {"main": {0: "main", 1: "main_s1", 2: "main_s2"}}
+    trajectories = {"deg": _trajectory([0], [20.0]), **{m: _trajectory(SEED_TRAJECTORY_STEPS, [19.5, 20.2, 20.4, 20.6])
+                                                        for m in ("main", "main_s1", "main_s2")}}
+    claim = Claim("ours beats DEG", {"DEG": "deg", "Ours": "main"}, ("psnr",))
+    (check,) = check_claims([claim], runs, tables, families=families, trajectories=trajectories)
+    assert [c.seed for c in check.seeds] == [0, 1, 2]
+    assert [c.difference.difference for c in check.seeds] == pytest.approx([0.5, 0.6, 0.7])
+    assert check.trajectory.mean == pytest.approx((-0.5, 0.2, 0.4, 0.6)) and check.verdict == SHOWN  # -0.5 is early
 
 
-def test_lower_is_better_metrics_and_fid_without_interval():
-    names = [str(i) for i in range(50)]
-    tables = {"deg": per_image(names, lpips=np.full(50, 0.46), iprecision_k1=np.r_[np.ones(10), np.zeros(40)]),
-              "main": per_image(names, lpips=np.full(50, 0.30), iprecision_k1=np.r_[np.ones(4), np.zeros(46)])}
-    runs = {"deg": run("deg", fid=329.0), "main": run("main", fid=99.0)}
-    claim = Claim("ours beats DEG", {"DEG": "deg", "Ours": "main"}, ("lpips", "fid", "iprecision"))
-    lpips, fid, ipr = check_claims([claim], runs, tables)
-    assert lpips.verdict == SHOWN and lpips.overall.difference == pytest.approx(-0.16)
-    assert fid.verdict == SHOWN and fid.overall.interval is None and fid.overall.difference == pytest.approx(-230.0)
-    assert ipr.verdict == CONTRADICTED and ipr.overall.difference == pytest.approx(-0.12)  # 4/50 vs 10/50
+def test_fid_interval_is_the_seed_spread_and_a_bin_claim_uses_its_images_only():
+    names = [str(i) for i in range(40)]
+    bins = ["x0.8-2"] * 20 + ["x4-8"] * 20
+    tables = {"a": per_image(names, psnr=np.r_[np.full(20, 25.0), np.full(20, 18.0)]).assign(scale_bin=bins),
+              "a_s1": per_image(names, psnr=np.r_[np.full(20, 25.0), np.full(20, 18.0)]).assign(scale_bin=bins),
+              "b": per_image(names, psnr=np.r_[np.full(20, 24.0), np.full(20, 20.0)]).assign(scale_bin=bins),
+              "b_s1": per_image(names, psnr=np.r_[np.full(20, 24.0), np.full(20, 20.0)]).assign(scale_bin=bins)}
+    runs = {"a": run("a", fid=100.0), "a_s1": run("a_s1", fid=104.0), "b": run("b", fid=97.0),
+            "b_s1": run("b_s1", fid=90.0)}
+    families = {"a": {0: "a", 1: "a_s1"}, "b": {0: "b", 1: "b_s1"}}
+    fid_claim = Claim("b has the lower FID", {"a": "a", "b": "b"}, ("fid",))
+    (fid,) = check_claims([fid_claim], runs, tables, families=families)
+    margin = max(np.std([100, 104], ddof=1), np.std([97, 90], ddof=1))  # 4.95: b's spread
+    assert fid.seeds[0].difference.interval == pytest.approx((-3 - margin, -3 + margin))  # within: -3 +- 4.95
+    assert fid.seeds[1].difference.interval == pytest.approx((-14 - margin, -14 + margin))  # beyond
+    assert fid.verdict == UNDECIDED and fid.trajectory is None
+    mild = Claim("b beats a on mild inputs", {"a": "a", "b": "b"}, ("psnr",), scale_bin="x0.8-2")
+    strong = Claim("b beats a on strong inputs", {"a": "a", "b": "b"}, ("psnr",), scale_bin="x4-8")
+    low, high = check_claims([mild, strong], runs, tables, families=families)
+    assert low.overall.difference == pytest.approx(-1.0) and low.overall.n == 20
+    assert high.overall.difference == pytest.approx(2.0) and high.overall.n == 20
+    assert low.verdict == UNDECIDED and "no validation trajectory" in low.reason  # contradicted by seeds, unchecked
 
 
 def test_a_claim_whose_arm_was_not_run_says_why_and_the_table_renders_it():
@@ -125,11 +190,13 @@ def test_a_claim_whose_arm_was_not_run_says_why_and_the_table_renders_it():
 def test_a_missing_middle_arm_is_left_out_of_the_line_with_its_reason():
     rng = np.random.default_rng(3)
     base = rng.normal(20, 2, 100)
-    tables = _arms({"skips0": base, "skips2": base + 1, "main": base + 1.5})
+    names = [str(i) for i in range(100)]
+    tables = {m: per_image(names, psnr=base + gain, ssim=np.full(100, 0.5), lpips=np.full(100, 0.3),
+                           iprecision_k1=np.ones(100)) for m, gain in (("skips0", 0), ("skips2", 1), ("main", 1.5))}
     runs = {m: run(m) for m in tables}
     claims = paper_claims({0: "skips0", 1: "skips1", 2: "skips2", 4: "main"}, {}, {}, main="main", degraded="deg")
-    check = check_claims(claims[:1], runs, {m: t.assign(ssim=0.5, lpips=0.3, iprecision_k1=1.0)
-                                            for m, t in tables.items()})[0]
-    assert check.metric == "psnr" and check.verdict == SHOWN
+    check = check_claims(claims[:1], runs, tables)[0]
+    assert check.metric == "psnr" and check.verdict == UNDECIDED and "1 training seed" in check.reason
     assert check.overall.difference == pytest.approx(1.5) and len(check.steps) == 2
+    assert [s.difference for s in check.steps] == pytest.approx([1.0, 0.5])
     assert "1 skips left out: skips1 has no metrics" in check.reason

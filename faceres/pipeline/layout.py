@@ -24,6 +24,7 @@ MANIFEST = "manifest.csv"  # prepare's and degrade's (faceres.data.prepare.MANIF
 PER_IMAGE = "per_image"
 STATUS_FILE = "status.json"
 METRICS_SUMMARY = "summary.json"  # in reports/: the DVC metrics file
+TRAJECTORY_CSV = "validation.csv"  # in trajectories/<method>/
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,11 @@ class Layout:
 
 def ground_truth_dir(prepared: Path, split: str = "test") -> Path:
     return prepared / "images" / split
+
+
+def trajectory_file(trajectories: Path, method: str) -> Path:
+    """trajectories/<method>/validation.csv: the trajectory stage's table."""
+    return trajectories / method / TRAJECTORY_CSV
 
 
 def seed_dir(restored: Path, method: str, task: str, seed: int) -> Path:

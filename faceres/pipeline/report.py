@@ -14,7 +14,7 @@ from faceres.config.schema import Config, load_config
 from faceres.core.errors import user_errors_exit
 from faceres.pipeline import stage_args
 from faceres.pipeline.design import COMPARISON, DEG, FIGURE8, restored_seed_dir
-from faceres.pipeline.layout import METRICS_SUMMARY, Layout, ground_truth_dir, per_image_file
+from faceres.pipeline.layout import MANIFEST, METRICS_SUMMARY, Layout, ground_truth_dir, per_image_file, trajectory_file
 from faceres.pipeline.tracking import git_commit, maybe_tracked
 from faceres.metrics.metrics_file import load_metrics_dir, summary_metrics
 from faceres.metrics.strata import STRATIFIED_TASK, strata_summary
@@ -53,12 +53,34 @@ def _qualitative_figures(config: Config, data_dir: Path, degraded_root: Path, re
     return figures
 
 
+def study_scale(config: Config, data_dir: Path, models_root: Path) -> str:
+    """What the verdicts hold at: resolution, width, steps, images, training seeds (one line)."""
+    import pandas as pd
+
+    from faceres.train.outputs import SUMMARY_FILE
+
+    manifest = data_dir / MANIFEST
+    counts = {}
+    if manifest.is_file():
+        table = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+        counts = table[table["status"] == "ok"]["split"].value_counts()
+    summary = models_root / "main" / SUMMARY_FILE
+    steps = json.loads(summary.read_text()).get("steps") if summary.is_file() else None
+    seeds = config.ablations.seeds
+    return (f"{config.resolution} px, generator width x{config.scale.width:g}, "
+            f"{steps if steps is not None else '?'} training steps of batch {config.scale.batch} "
+            f"({config.scale.epochs} epochs of {counts.get('train', 0)} training faces), "
+            f"{counts.get('test', 0)} test faces ({counts.get('val', 0)} validation), "
+            f"training seeds: main {[config.seed, *seeds.main]}, each ablation arm {[config.seed, *seeds.arms]}")
+
+
 def run(config: Config, metrics_root: Path, data_dir: Path, degraded_root: Path, restored_root: Path,
-        out_dir: Path, weights_record: Path, track: bool = True, models_root: Path = Layout().models) -> dict:
+        out_dir: Path, weights_record: Path, track: bool = True, models_root: Path = Layout().models,
+        trajectories_root: Path = Layout().trajectories) -> dict:
     """Tables 6, 7, 8, the alpha table, the metrics by degradation strength, Figure 8, the qualitative figures,
     report.md/html and summary.json (every evaluated method's headline numbers, and under bfr its ``strata``:
     bin -> n and means; the DVC metrics)."""
-    from faceres.config.arms import ablation_rows, list_arms
+    from faceres.config.arms import ablation_rows, list_arms, seeds_of
     from faceres.report.build import ReportInputs, build_report
     from faceres.report.document import RunInfo, run_notes
     from faceres.train.outputs import CURVE_FILE
@@ -92,6 +114,10 @@ def run(config: Config, metrics_root: Path, data_dir: Path, degraded_root: Path,
         per_image_files={path.name: per_image_file(metrics_root, path.name, "bfr")
                          for path in sorted(metrics_root.glob("*")) if path.is_dir()},
         sr_methods={"Bicubic": DEG, SR_OURS: "main"},
+        families={arm.name: seeds_of(config, arm.name) for arm in list_arms(config)},
+        trajectory_files={path.name: trajectory_file(trajectories_root, path.name)
+                          for path in sorted(trajectories_root.glob("*")) if path.is_dir()},
+        scale=study_scale(config, data_dir, models_root),
     )
     with maybe_tracked(config, "report", track, run_name="report") as mlflow_run:
         shutil.rmtree(out_dir, ignore_errors=True)

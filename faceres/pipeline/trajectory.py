@@ -27,14 +27,13 @@ from faceres.core.errors import user_errors_exit
 from faceres.core.files import atomic_directory, write_json
 from faceres.pipeline import stage_args, status
 from faceres.pipeline.design import DEG, method_run
-from faceres.pipeline.layout import MANIFEST, STATUS_FILE, Layout, ground_truth_dir
+from faceres.pipeline.layout import MANIFEST, STATUS_FILE, TRAJECTORY_CSV, Layout, ground_truth_dir
 from faceres.pipeline.tracking import maybe_tracked
 
 log = logging.getLogger(__name__)
 
 TASK = "bfr"  # the trajectory's degradation: the claims' task
 SPLIT = "val"
-TRAJECTORY_FILE = "validation.csv"
 METRICS = ("psnr", "ssim", "lpips", "ipr")  # ipr: the identity distance and iPrecision
 COLUMNS = ("psnr", "ssim", "lpips", "identity_distance", "iprecision")
 NO_VALIDATION = "no_validation"
@@ -121,7 +120,7 @@ def run(config: Config, arm_name: str, model_dir: Path | None, degraded: Path, p
                        logged_config=run_config) as mlflow_run:
         table = score_points(config, points, inputs, ground_truth_dir(prepared, SPLIT), degraded / TASK / MANIFEST)
         with atomic_directory(out_dir) as tmp:
-            table.to_csv(tmp / TRAJECTORY_FILE, index=False)
+            table.to_csv(tmp / TRAJECTORY_CSV, index=False)
             n_images = len(list(inputs.glob("*.png")))
             write_json(tmp / STATUS_FILE, {"status": status.OK, "split": SPLIT, "task": TASK, "images": n_images,
                                            "noise_seed": 0})
@@ -137,7 +136,7 @@ def run(config: Config, arm_name: str, model_dir: Path | None, degraded: Path, p
 
 def read_trajectory(out_dir: Path) -> pd.DataFrame | None:
     """trajectories/ARM's table, or None when it records none."""
-    file = out_dir / TRAJECTORY_FILE
+    file = out_dir / TRAJECTORY_CSV
     return pd.read_csv(file) if file.is_file() else None
 
 

@@ -15,7 +15,10 @@ from faceres.report.document import ReportFigure, RunInfo, write_report
 from faceres.report.figures import (
     GRADIENT_SHARES,
     alpha_tradeoff,
+    claim_trajectories,
     figure8,
+    figure8_by_bin,
+    figure8_by_bin_data,
     figure8_data,
     gradient_share_note,
     save_figure,
@@ -23,7 +26,10 @@ from faceres.report.figures import (
     training_figure,
     write_figure8_data,
 )
-from faceres.report.claims import check_claims, claims_table, not_run_reasons, paper_claims, read_per_image
+from faceres.report.claims import (
+    check_claims, claims_table, not_run_reasons, paper_claims, read_per_image, read_trajectories,
+)
+from faceres.report.replicates import pool_families
 from faceres.report.human_study import aggregate_votes
 from faceres.metrics.metrics_file import load_metrics_dir
 from faceres.metrics.strata import STRATIFIED_TASK
@@ -40,7 +46,10 @@ class ReportInputs:
     curve.csv} for the training-curves figure (arms without one are left out). ``per_image_files``: {method: its
     per-image CSV of ``task``}, for the claims table (:mod:`faceres.report.claims`; the main model is
     ``comparison["Ours"]``, the degraded input ``comparison["DEG"]``); without it there is no claims table.
-    ``sr_methods``: {row label: method} of the super-resolution table (none without it).
+    ``sr_methods``: {row label: method} of the super-resolution table (none without it). ``families``: {arm:
+    {training seed: method}} of the arms trained with several seeds: the tables pool them (mean ± std over
+    seeds, :mod:`faceres.report.replicates`) and the claims decide over them; ``trajectory_files``: {method: its
+    trajectories/METHOD/validation.csv}; ``scale``: what every verdict holds at (resolution, width, steps, images).
     """
 
     metrics_root: Path
@@ -59,6 +68,9 @@ class ReportInputs:
     task: str = "bfr"
     per_image_files: Mapping[str, Path] | None = None
     sr_methods: Mapping[str, str] | None = None
+    families: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
+    trajectory_files: Mapping[str, Path] = field(default_factory=dict)
+    scale: str | None = None
 
 
 def build_report(out_dir: str | Path, inputs: ReportInputs) -> dict[str, Path]:
@@ -68,15 +80,19 @@ def build_report(out_dir: str | Path, inputs: ReportInputs) -> dict[str, Path]:
     if inputs.votes_csvs and inputs.key_csv is None:
         raise ConfigError("votes files given without the questionnaire's key_csv: the votes cannot be decoded")
     out_dir = Path(out_dir)
-    runs = load_metrics_dir(inputs.metrics_root, inputs.task)
+    seed_runs = load_metrics_dir(inputs.metrics_root, inputs.task)  # one per trained run: main, main_s1, ...
+    runs = pool_families(seed_runs, inputs.families, inputs.ipr_k)  # one per arm: what the tables print
     preference = aggregate_votes(list(inputs.votes_csvs), inputs.key_csv) if inputs.votes_csvs else None
     tables = []
+    checks = []
+    per_image = read_per_image(inputs.per_image_files) if inputs.per_image_files is not None else {}
     if inputs.per_image_files is not None:
         claims = paper_claims(inputs.skips_arms, inputs.aug_arms, inputs.alpha_arms, main=inputs.comparison["Ours"],
                               degraded=inputs.comparison["DEG"])
-        checks = check_claims(claims, runs, read_per_image(inputs.per_image_files),
+        checks = check_claims(claims, seed_runs, per_image, families=inputs.families,
+                              trajectories=read_trajectories(inputs.trajectory_files),
                               not_run=not_run_reasons(Path(inputs.metrics_root), inputs.task), ipr_k=inputs.ipr_k)
-        tables.append(claims_table(checks, ipr_k=inputs.ipr_k))
+        tables.append(claims_table(checks, ipr_k=inputs.ipr_k, scale=inputs.scale))
     tables += [
         table6(runs, inputs.skips_arms, psnr_spread=inputs.psnr_spread, ipr_k=inputs.ipr_k, task=inputs.task),
         table7(runs, inputs.aug_arms, task=inputs.task),
@@ -86,7 +102,8 @@ def build_report(out_dir: str | Path, inputs: ReportInputs) -> dict[str, Path]:
     if inputs.sr_methods:
         sr_runs = {sr_task: load_metrics_dir(inputs.metrics_root, sr_task) for sr_task in SR_FACTORS}
         tables.append(sr_table(sr_runs, inputs.sr_methods, resolution=inputs.run_info.resolution, ipr_k=inputs.ipr_k))
-    strata_runs = runs if inputs.task == STRATIFIED_TASK else load_metrics_dir(inputs.metrics_root, STRATIFIED_TASK)
+    strata_runs = runs if inputs.task == STRATIFIED_TASK else pool_families(
+        load_metrics_dir(inputs.metrics_root, STRATIFIED_TASK), inputs.families, inputs.ipr_k)
     tables.append(strata_table(strata_runs, inputs.comparison, ipr_k=inputs.ipr_k))
     for table in tables:
         table.write(out_dir / "tables")
@@ -95,10 +112,23 @@ def build_report(out_dir: str | Path, inputs: ReportInputs) -> dict[str, Path]:
     write_figure8_data(figure8_table, out_dir / "plots")
     curve_table = training_curves(inputs.curves)
     curve_table.to_csv(out_dir / "plots" / "training_curves.csv", index=False, float_format="%.6g")
+    by_bin = figure8_by_bin_data({label: [per_image[m] for m in inputs.families.get(method, {0: method}).values()
+                                          if m in per_image]
+                                  for label, method in inputs.figure8_methods.items()})
+    by_bin.to_csv(out_dir / "plots" / "figure8_by_bin.csv", index=False, float_format="%.6g")
     makers = [
         ("Figure 8: iPrecision and iRecall (Inception features) vs neighbourhood size",
          lambda: figure8(figure8_table), "figure8",
-         "One line per method with a metrics file; k = 1..4 (appendix B, Fig. 8)."),
+         "One line per method with a metrics file; k = 1..4 (appendix B, Fig. 8); an arm with several training "
+         "seeds: their mean."),
+        ("Figure 8 by degradation strength", lambda: figure8_by_bin(by_bin), "figure8_by_bin",
+         "The same within each BFR downsampling bin of the test inputs (the radii from the whole test set); "
+         "where a method can be told from the degraded input."),
+        ("Claim trajectories: each claim's difference on the validation split along training",
+         lambda: claim_trajectories(checks), "claim_trajectories",
+         "Last arm minus first, at every generator snapshot: the mean over training seeds (thick), each seed "
+         "(thin), each seed's final difference on the test split (x); shaded: the last half of training, where "
+         "a verdict needs the sign to hold."),
         ("Alpha trade-off: PSNR and FID vs α", lambda: alpha_tradeoff(runs, inputs.alpha_arms), "alpha_tradeoff",
          "Appendix C.4 claims PSNR falls and FID improves (falls) as α grows; ρ = Spearman rank correlation."),
     ]

@@ -176,6 +176,97 @@ def figure8(data: pd.DataFrame, *, features: str = "inception") -> Figure:
     return figure
 
 
+def figure8_by_bin_data(per_image: Mapping[str, Sequence[pd.DataFrame]], *, features: str = "inception",
+                        ks: Sequence[int] = (1, 2, 3, 4)) -> pd.DataFrame:
+    """Long table (method, bin, n, k, iprecision, irecall): Figure 8 within each downsampling bin of the test
+    inputs. ``per_image``: {label: its training seeds' per-image tables (with ``scale_bin``)}; a bin's value is
+    the share of its images inside their own ball (the radii from the whole set), averaged over the seeds."""
+    from faceres.metrics.strata import BIN_COLUMN, BIN_NAMES
+
+    ks = check_ks(ks)
+    prefix = "inception_" if features == "inception" else ""
+    records = []
+    for label, tables in per_image.items():
+        tables = [t for t in tables if BIN_COLUMN in t.columns]
+        if not tables:
+            continue
+        for name in BIN_NAMES:
+            rows = [t[t[BIN_COLUMN] == name] for t in tables]
+            if not len(rows[0]):
+                continue
+            for k in ks:
+                values = {m: [float(r[f"{prefix}{m}_k{k}"].mean()) if f"{prefix}{m}_k{k}" in r.columns else np.nan
+                              for r in rows] for m, _ in FIGURE8_METRICS}
+                records.append({"method": label, "bin": name, "n": len(rows[0]), "k": k,
+                                **{m: float(np.mean(v)) for m, v in values.items()}})
+    return pd.DataFrame.from_records(records, columns=["method", "bin", "n", "k", "iprecision", "irecall"])
+
+
+def figure8_by_bin(data: pd.DataFrame, *, features: str = "inception") -> Figure:
+    """Figure 8 per downsampling bin, from :func:`figure8_by_bin_data`: one column per bin, iPrecision above,
+    iRecall below."""
+    if data.empty or data[["iprecision", "irecall"]].notna().sum().sum() == 0:
+        raise DataError(f"figure 8 by bin: no per-image {features} iPrecision/iRecall with downsampling bins "
+                        "(metrics/METHOD/per_image/bfr.csv without scale_bin: rerun the evaluate stages)")
+    bins = list(dict.fromkeys(data["bin"]))
+    figure = Figure(figsize=(3.2 * len(bins), 5.6))
+    axes = figure.subplots(2, len(bins), squeeze=False)
+    for column, name in enumerate(bins):
+        in_bin = data[data["bin"] == name]
+        for row, (metric, ylabel) in enumerate(FIGURE8_METRICS):
+            ax = axes[row][column]
+            for index, (label, group) in enumerate(in_bin.groupby("method", sort=False)):
+                colour, marker = _STYLE.get(label, (f"C{index}", _MARKERS[index % len(_MARKERS)]))
+                ax.plot(group["k"], group[metric], marker=marker, color=colour, label=label, linewidth=1.5,
+                        markersize=7 if marker == "*" else 5)
+            ax.set_title(f"{name} (n = {int(in_bin['n'].iloc[0])})" if row == 0 else "", fontsize=9)
+            ax.set_xlabel("Neighborhood Sizes" if row == 1 else "")
+            ax.set_ylabel(ylabel if column == 0 else "")
+            ax.set_xticks(sorted(set(in_bin["k"])))
+            ax.grid(True, alpha=0.3)
+    axes[0][-1].legend(loc="lower right", fontsize=7, frameon=True)
+    figure.suptitle(f"Figure 8 by BFR downsampling factor of the input ({features.capitalize()} features)", fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def claim_trajectories(checks: Sequence) -> Figure:
+    """One panel per claim and metric with a validation trajectory (faceres.report.claims.ClaimCheck): the
+    difference (last arm minus first) against training steps, the mean over seeds (thick) and each seed (thin),
+    with each seed's final test difference at the last step (x) and the last half of training shaded: where
+    the verdict asks the sign to hold."""
+    from faceres.report.claims import HEADERS
+
+    panels = [c for c in checks if c.trajectory is not None]
+    if not panels:
+        raise DataError("claim trajectories: no claim has a validation trajectory (trajectories/ARM: the profile "
+                        "needs data.val_fraction > 0 and degrade.splits with val)")
+    columns = min(4, len(panels))
+    rows = -(-len(panels) // columns)
+    figure = Figure(figsize=(3.4 * columns, 2.6 * rows))
+    axes = np.atleast_1d(figure.subplots(rows, columns, squeeze=False)).ravel()
+    for ax, check in zip(axes, panels):
+        line = check.trajectory
+        ax.axvspan(line.steps[-1] / 2, line.steps[-1], color="0.92", zorder=0)
+        ax.axhline(0.0, color="0.4", linewidth=0.8)
+        for seed, values in line.per_seed.items():
+            ax.plot(line.steps, values, color="C0", linewidth=0.8, alpha=0.5)
+        ax.plot(line.steps, line.mean, color="C0", linewidth=2.0, marker="o", markersize=3)
+        for seed_check in check.seeds:
+            ax.plot([line.steps[-1]], [seed_check.difference.difference], "x", color="C3", markersize=6)
+        metric = HEADERS.get(check.metric, check.metric).format(k="k")
+        where = f", {check.scale_bin}" if check.scale_bin else ""
+        title = f"{check.overall.to} − {check.overall.frm}: {metric}{where}" if check.overall else metric
+        ax.set_title(f"{title}\n{check.verdict}", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(True, alpha=0.3)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    figure.supxlabel("training step", fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
 def alpha_tradeoff(runs: Mapping[str, MetricsFile], arms: Mapping[float, str]) -> Figure:
     """PSNR (left axis) and FID (right axis) against alpha ({alpha: method}); log x (symlog if alpha = 0 runs)."""
     points = sorted((float(a), runs[m]) for a, m in arms.items() if m in runs)

@@ -30,6 +30,7 @@ from faceres.report.paper_numbers import load_paper_numbers
 from faceres.report.comparison_table import Column, Measured, Row, Table, build_table, format_number, latex_escape
 from faceres.metrics.metrics_file import MetricsFile
 from faceres.metrics.strata import SCALE_COLUMN, REGULAR_BINS, STRATIFIED_TASK, run_strata
+from faceres.report.replicates import STRATA_TRAINING_STD, seed_count, training_std
 
 PSNR_SPREADS = ("seed_std", "ci95")
 EXTERNAL_METHODS = ("DFDNet", "GFPGAN", "GPEN")
@@ -57,8 +58,16 @@ def _per_image(run: MetricsFile, metric: str, spread: str | None = None) -> Meas
 
 
 def _measure(run: MetricsFile | None, col: Column, *, missing: str, psnr_spread: str | None, ipr_k: int, ipr_features: str) -> Measured:
+    """Our cell of `col`; ± the std over training seeds when the run pools several (faceres.report.replicates),
+    else PSNR's `psnr_spread` (the other metrics: the mean alone)."""
     if run is None:
         return Measured(None, missing=missing)
+    measured = _measure_one(run, col, psnr_spread=psnr_spread, ipr_k=ipr_k, ipr_features=ipr_features)
+    std = training_std(run, col.metric) if col.metric != "iprecision" or ipr_features == "identity" else None
+    return measured if std is None or measured.value is None else Measured(measured.value, spread=std)
+
+
+def _measure_one(run: MetricsFile, col: Column, *, psnr_spread: str | None, ipr_k: int, ipr_features: str) -> Measured:
     if col.metric == "psnr":
         return _per_image(run, "psnr", psnr_spread)
     if col.metric in ("ssim", "lpips"):
@@ -94,11 +103,22 @@ def _evaluation_note(runs: Sequence[MetricsFile]) -> str | None:
     return ("Evaluation: " + "; ".join(parts) + ".") if parts else None
 
 
+def _seeds_note(runs: Sequence[MetricsFile]) -> str | None:
+    """What ± is for rows that pool training seeds (None when no row does)."""
+    counts = sorted({seed_count(r) for r in runs if seed_count(r) > 1})
+    if not counts:
+        return None
+    pooled = ", ".join(f"{r.method}: {seed_count(r)}" for r in runs if seed_count(r) > 1)
+    return (f"Rows with several training seeds ({pooled}): each metric is the mean over the seeds of each seed's "
+            "test-set value, ± their std (ddof 1): the paper's \"mean ± std over runs\".")
+
+
 def _psnr_note(runs: Sequence[MetricsFile], psnr_spread: str) -> str:
     if psnr_spread == "seed_std":
         seeds = sorted({r.noise_seeds for r in runs if r.noise_seeds is not None})
         over = f"{'/'.join(map(str, seeds))} restoration noise seeds" if seeds else "restoration noise seeds"
-        missing = [r.method for r in runs if "psnr" in r.per_image and r.per_image["psnr"].seed_std is None]
+        missing = [r.method for r in runs if "psnr" in r.per_image and r.per_image["psnr"].seed_std is None
+                   and seed_count(r) == 1]
         note = f"PSNR ours: mean ± std of the per-seed mean PSNR over {over} (seed_std)"
         if missing:
             note += f"; no seed_std in {', '.join(missing)} (mean only)"
@@ -165,7 +185,7 @@ def table6(
         "not run: no metrics for that number of skips (skip nodes are 8..min(R, 256) px at resolution R: "
         "4 at 64 px, 6 from 256 px); not in paper: the paper printed no such row.",
     ]
-    notes += [n for n in [_evaluation_note(used)] if n]
+    notes += [n for n in [_seeds_note(used), _evaluation_note(used)] if n]
     return build_table("table6", paper["table6"]["title"], "n", columns, rows, notes,
                   spread_name={"psnr": psnr_spread})
 
@@ -191,7 +211,7 @@ def table7(
         rows.append(Row(label, arms.get(label), "run" if run else "not run", ours, paper_row))
     used = [r for r in found.values() if r is not None]
     notes = ["Δ = ours − paper.", "PSNR, SSIM, LPIPS: means over test images."]
-    notes += [n for n in [_evaluation_note(used)] if n]
+    notes += [n for n in [_seeds_note(used), _evaluation_note(used)] if n]
     return build_table("table7", paper["table7"]["title"], "Adv. Aug.", columns, rows, notes)
 
 
@@ -236,7 +256,7 @@ def table8(
             "Paper: 100 samples × 5 experts."
         )
     notes.append("DEG: the degraded input, evaluated as if it were a restoration.")
-    notes += [n for n in [_evaluation_note(used)] if n]
+    notes += [n for n in [_seeds_note(used), _evaluation_note(used)] if n]
     return build_table("table8", paper["table8"]["title"], "Method", columns, rows, notes)
 
 
@@ -285,7 +305,7 @@ def sr_table(
         "Bicubic: the low-resolution input upsampled back (bicubic), scored as if it were a restoration.",
         _ipr_note(used, ipr_k, "identity"),
     ]
-    notes += [n for n in [_evaluation_note(used)] if n]
+    notes += [n for n in [_seeds_note(used), _evaluation_note(used)] if n]
     return build_table("sr", "Super-resolution (8x, 16x)", "Task: method", columns, rows, notes, compare=False)
 
 
@@ -309,8 +329,10 @@ def strata_table(runs: Mapping[str, MetricsFile], labels: Mapping[str, str], *, 
         for b in strata.bins:
             stats = {**b.metrics, "iprecision": b.iprecision.get(ipr_k)}
             missing = "no images" if b.n == 0 else "n/a"
+            seed_stds = runs[method].extra.get(STRATA_TRAINING_STD, {}).get(b.name, {})
             ours = {c.metric: Measured(None, missing=missing) if stats.get(c.metric) is None else
-                    Measured(stats[c.metric].mean, interval=stats[c.metric].ci95) for c in columns}
+                    Measured(stats[c.metric].mean, spread=seed_stds.get(c.metric), interval=stats[c.metric].ci95)
+                    for c in columns}
             rows.append(Row(f"{named.get(method, method)}: {b.name} (n = {b.n})", method, "run", ours, None))
             extra.append({"bin": b.name, "interval": b.interval, "n": b.n})
     regular = ", ".join(f"{b.name} = {b.interval}" for b in REGULAR_BINS)
@@ -331,7 +353,7 @@ def strata_table(runs: Mapping[str, MetricsFile], labels: Mapping[str, str], *, 
     if not rows:
         notes.insert(0, f"No method has per-bin metrics (metrics/METHOD/{STRATIFIED_TASK}.json without 'strata': "
                         "rerun the evaluate stages).")
-    notes += [n for n in [_evaluation_note(used)] if n]
+    notes += [n for n in [_seeds_note(used), _evaluation_note(used)] if n]
     table = build_table("strata", "Metrics by degradation strength (BFR downsampling factor)", "Method: bin",
                         columns, rows, notes, compare=False)
     data = table.data
@@ -413,7 +435,7 @@ def alpha_table(
     notes.append("Trend = sign of Spearman's rank correlation over the alphas run; with a handful of arms it is "
                  "a direction, not a significance test. The paper printed no numbers for this ablation.")
     used = [r for r in found.values() if r is not None]
-    notes += [n for n in [_evaluation_note(used)] if n]
+    notes += [n for n in [_seeds_note(used), _evaluation_note(used)] if n]
     return build_table("alpha", title, "α", columns, rows, notes,
                   compare=False, trailing=trailing)
 
