@@ -78,10 +78,17 @@ def _cmd_restore(args: argparse.Namespace) -> None:
 
 
 def _cmd_publish_results(args: argparse.Namespace) -> None:
-    from faceres.pipeline.publish import publish_results
+    from faceres.config.arms import seeds_of
+    from faceres.config.schema import load_config
+    from faceres.pipeline.publish import best_validated_generator, publish_results
 
-    published = publish_results(args.reports, args.generator, args.aligned_like, args.out,
-                                readme=None if args.no_readme else args.readme)
+    generator, selection = Path(args.generator) if args.generator else None, None
+    if generator is None:
+        seeds = seeds_of(load_config(args.params), "main")
+        generator, selection = best_validated_generator(LAYOUT.models, LAYOUT.trajectories, list(seeds.values()))
+        print(f"publish-results: {selection['published']} ({selection['criterion']})")
+    published = publish_results(args.reports, generator, args.aligned_like, args.out,
+                                readme=None if args.no_readme else args.readme, selection=selection)
     print(f"publish-results: {args.reports} -> {args.out}; {published['generator']} sha256 {published['sha256']}")
 
 
@@ -296,7 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "rewrite the README's generated results part (between its results:begin/end markers).",
         epilog="make study runs it after the study; on its own: faceres publish-results")
     p.add_argument("--reports", default=str(LAYOUT.reports), help="the finished run's reports (default: %(default)s)")
-    p.add_argument("--generator", default=str(LAYOUT.models / "main" / GENERATOR_FILE), help="default: %(default)s")
+    p.add_argument("--generator", default=None,
+                   help="default: models/<m>/generator.pt of the main model's training seed m with the lowest "
+                        "validation LPIPS at the end of training (trajectories/)")
+    p.add_argument("--params", default="params.yaml", help="whose ablations.seeds name the main model's seeds "
+                                                          "(default: %(default)s)")
     p.add_argument("--aligned-like", default=str(ground_truth_dir(LAYOUT.prepared, "train")),
                    help="its training faces, for the alignment template (default: %(default)s)")
     p.add_argument("--out", default=str(LAYOUT.published), help="default: %(default)s")

@@ -125,3 +125,26 @@ def test_a_bad_alignment_template_is_one_line_naming_the_file(tmp_path, content,
     with pytest.raises(DataError, match=message) as error:
         load_template(path, detector=None)
     assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_published_seed_is_the_one_with_the_lowest_validation_lpips_at_the_end(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from faceres.pipeline.publish import best_validated_generator
+
+    finals = {"main": 0.36, "main_s1": 0.33, "main_s2": 0.35}
+    for method, final in finals.items():
+        folder = tmp_path / "trajectories" / method
+        folder.mkdir(parents=True)
+        # main_s2 is the best earlier in training and per bin: only the end, over all faces, counts
+        rows = [{"step": 100, "bin": "all", "lpips": 0.2 if method == "main_s2" else 0.5},
+                {"step": 200, "bin": "all", "lpips": final}, {"step": 200, "bin": "x0.8-2", "lpips": 0.1}]
+        pd.DataFrame(rows).to_csv(folder / "validation.csv", index=False)
+    generator, why = best_validated_generator(tmp_path / "models", tmp_path / "trajectories", list(finals))
+    assert generator == tmp_path / "models" / "main_s1" / "generator.pt"
+    assert why["published"] == "main_s1" and why["validation_lpips"] == finals
+    json.dumps(why)  # written as generator.json
+    generator, why = best_validated_generator(tmp_path / "models", tmp_path / "none", ["main", "main_s1"])
+    assert generator == tmp_path / "models" / "main" / "generator.pt" and "no validation" in why["criterion"]

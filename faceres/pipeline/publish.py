@@ -4,9 +4,10 @@
 
 - from ``reports/``: ``report.md``, ``summary.json``, ``tables/`` (Markdown and CSV), ``figures/`` (PNG) and
   ``plots/`` (the figures' data);
-- the main arm's ``generator.pt`` with ``generator.pt.sha256`` (``sha256sum -c`` format), and
-  ``alignment_template.json`` measured on its training faces, so ``faceres restore`` aligns photos for it
-  right after a clone;
+- the main arm's ``generator.pt`` of its best-validated training seed (:func:`best_validated_generator`: the
+  lowest validation LPIPS at the end of training; ``generator.json`` says which and why) with
+  ``generator.pt.sha256`` (``sha256sum -c`` format), and ``alignment_template.json`` measured on its training
+  faces, so ``faceres restore`` aligns photos for it right after a clone;
 - into the README, between :data:`BEGIN` and :data:`END`: Tables 6 and 7, the alpha trade-off and Table 8's
   Ours vs DEG rows beside the paper's, a qualitative figure, the claims and the SR table (the text around the
   markers, the hand-written reading of the results, is left alone).
@@ -14,9 +15,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from faceres.core.errors import DataError
@@ -91,10 +94,40 @@ def update_readme(readme: Path, section: str) -> None:
     readme.write_text(head + section + tail, encoding="utf-8")
 
 
+SELECTION_FILE = "generator.json"
+
+
+def best_validated_generator(models: Path, trajectories: Path, methods: Sequence[str]) -> tuple[Path, dict]:
+    """(generator.pt, why) of the run among `methods` (the main model's training seeds) with the lowest LPIPS on
+    the validation split at the end of its training (trajectories/METHOD, all faces): chosen without looking at
+    the test split. Without trajectories: the first method's, saying so."""
+    from faceres.pipeline.layout import trajectory_file
+    from faceres.train.outputs import GENERATOR_FILE
+
+    final = {}
+    for method in methods:
+        path = trajectory_file(trajectories, method)
+        if path.is_file():
+            import pandas as pd
+
+            table = pd.read_csv(path)
+            table = table[table["bin"] == "all"]
+            if len(table):
+                final[method] = float(table.sort_values("step")["lpips"].iloc[-1])
+    if not final:
+        return models / methods[0] / GENERATOR_FILE, {"published": methods[0], "criterion": "the main run (no "
+                                                      "validation trajectories to choose a seed by)"}
+    best = min(final, key=final.get)
+    return models / best / GENERATOR_FILE, {
+        "published": best, "criterion": "lowest LPIPS on the validation split at the end of training, among the "
+                                        "main model's training seeds", "validation_lpips": final}
+
+
 def publish_results(reports: str | Path, generator: str | Path, aligned_faces: str | Path, out: str | Path,
-                    readme: str | Path | None = None, detector=None) -> dict[str, str]:
+                    readme: str | Path | None = None, detector=None, selection: dict | None = None) -> dict[str, str]:
     """``out`` replaced (atomically) by the published run; returns {"generator": path, "sha256": digest}.
-    ``detector``: :class:`faceres.restore.photos.FaceDetector` for the alignment template (default: dlib's)."""
+    ``detector``: :class:`faceres.restore.photos.FaceDetector` for the alignment template (default: dlib's);
+    ``selection``: why this generator (:func:`best_validated_generator`), written as generator.json."""
     from faceres.restore.photos import load_face_detector, alignment_template, save_template
 
     reports, generator, out = Path(reports), Path(generator), Path(out)
@@ -106,6 +139,8 @@ def publish_results(reports: str | Path, generator: str | Path, aligned_faces: s
         shutil.copy2(generator, tmp / "generator.pt")
         digest = sha256_file(tmp / "generator.pt")
         (tmp / "generator.pt.sha256").write_text(f"{digest}  generator.pt\n")
+        if selection is not None:
+            (tmp / SELECTION_FILE).write_text(json.dumps({**selection, "sha256": digest}, indent=2) + "\n")
         save_template(template, tmp / "alignment_template.json", measured_on=f"{aligned_faces}")
     if readme is not None:
         update_readme(Path(readme), results_section(out, Path(readme)))

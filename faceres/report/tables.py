@@ -114,6 +114,8 @@ def _seeds_note(runs: Sequence[MetricsFile]) -> str | None:
 
 
 def _psnr_note(runs: Sequence[MetricsFile], psnr_spread: str) -> str:
+    if runs and all(seed_count(r) > 1 for r in runs):
+        return "PSNR ours: ± is the std over training seeds (every row pools several). Paper: mean ± std over runs."
     if psnr_spread == "seed_std":
         seeds = sorted({r.noise_seeds for r in runs if r.noise_seeds is not None})
         over = f"{'/'.join(map(str, seeds))} restoration noise seeds" if seeds else "restoration noise seeds"
