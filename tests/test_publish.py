@@ -148,3 +148,27 @@ def test_the_published_seed_is_the_one_with_the_lowest_validation_lpips_at_the_e
     json.dumps(why)  # written as generator.json
     generator, why = best_validated_generator(tmp_path / "models", tmp_path / "none", ["main", "main_s1"])
     assert generator == tmp_path / "models" / "main" / "generator.pt" and "no validation" in why["criterion"]
+
+
+def test_verdict_changes_set_the_last_study_beside_this_one(tmp_path):
+    import pandas as pd
+
+    from faceres.pipeline.publish import _changes_markdown, verdict_changes
+
+    old = pd.DataFrame({"claim": ["A", "A", "B"], "metric": ["psnr", "fid", "psnr"],
+                        "verdict": ["shown", "contradicted", "within noise"], "difference": [0.5, 3.0, 0.1]})
+    new = pd.DataFrame({"claim": ["A", "A", "C"], "metric": ["psnr", "fid", "psnr"], "scale_bin": [None, None, "x2-4"],
+                        "verdict": ["shown", "undecided at this scale", "shown"], "difference": [0.4, -1.0, 0.2]})
+    old.to_csv(tmp_path / "old.csv", index=False)
+    new.to_csv(tmp_path / "new.csv", index=False)
+    changes = verdict_changes(tmp_path / "old.csv", tmp_path / "new.csv").set_index(["claim", "metric"])
+    assert changes.loc[("A", "psnr"), ["verdict_before", "verdict_now", "changed"]].tolist() == ["shown", "shown", False]
+    assert changes.loc[("A", "fid"), ["verdict_before", "verdict_now", "changed"]].tolist() == [
+        "contradicted", "undecided at this scale", True]
+    assert changes.loc[("B", "psnr"), "verdict_now"] == "not checked"  # dropped since
+    assert changes.loc[("C", "psnr"), "verdict_before"] == "not checked"  # new
+    markdown = _changes_markdown(verdict_changes(tmp_path / "old.csv", tmp_path / "new.csv"))
+    assert "| A | fid | contradicted | +3 | **undecided at this scale** | -1 |" in markdown
+    assert "| C | psnr, x2-4 | not checked | — | **shown** | +0.2 |" in markdown
+    first = verdict_changes(None, tmp_path / "new.csv")  # nothing published before
+    assert set(first["verdict_before"]) == {"not checked"}

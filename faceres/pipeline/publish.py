@@ -8,9 +8,11 @@
   lowest validation LPIPS at the end of training; ``generator.json`` says which and why) with
   ``generator.pt.sha256`` (``sha256sum -c`` format), and ``alignment_template.json`` measured on its training
   faces, so ``faceres restore`` aligns photos for it right after a clone;
+- ``tables/verdict_changes``: each claim's verdict in the study published before and in this one
+  (:func:`verdict_changes`);
 - into the README, between :data:`BEGIN` and :data:`END`: Tables 6 and 7, the alpha trade-off and Table 8's
-  Ours vs DEG rows beside the paper's, a qualitative figure, the claims and the SR table (the text around the
-  markers, the hand-written reading of the results, is left alone).
+  Ours vs DEG rows beside the paper's, a qualitative figure, the claims, the verdict changes and the SR table
+  (the text around the markers, the hand-written reading of the results, is left alone).
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+
+import pandas as pd
 
 from faceres.core.errors import DataError
 from faceres.core.files import atomic_directory, sha256_file
@@ -29,8 +34,9 @@ BEGIN = "<!-- results:begin (faceres publish-results writes this part) -->"
 END = "<!-- results:end -->"
 REPORT_FILES = ("report.md", "summary.json")
 REPORT_FOLDERS = {"tables": (".md", ".csv"), "figures": (".png",), "plots": (".csv",)}
+CHANGES = "verdict_changes"  # tables/verdict_changes.{md,csv}: the last published verdicts beside the new ones
 README_TABLES = ("table6", "table7", "alpha", "table8")  # then the qualitative figure, then:
-README_AFTER_FIGURE = ("claims", "sr")
+README_AFTER_FIGURE = ("claims", CHANGES, "sr")
 TABLE8_ROWS = ("DEG", "Ours")
 QUALITATIVE = "qualitative_1.png"  # Figure 9: the skip arms side by side
 
@@ -97,6 +103,41 @@ def update_readme(readme: Path, section: str) -> None:
 SELECTION_FILE = "generator.json"
 
 
+def verdict_changes(old_claims: Path | None, new_claims: Path) -> pd.DataFrame:
+    """One row per claim and metric (and bin) of the new claims table or the old: its verdict and Δ in the last
+    published study (``old_claims``, its tables/claims.csv; None: there was none) and now, and whether the verdict
+    changed. A line in only one of them says so ("not checked")."""
+    keys = ["claim", "metric", "scale_bin"]
+
+    def read(path: Path | None) -> pd.DataFrame:
+        if path is None or not path.is_file():
+            return pd.DataFrame(columns=[*keys, "verdict", "difference"])
+        table = pd.read_csv(path)
+        if "scale_bin" not in table.columns:
+            table["scale_bin"] = None
+        return table[[*keys, "verdict", "difference"]]
+
+    merged = read(old_claims).merge(read(new_claims), on=keys, how="outer", suffixes=("_before", "_now"))
+    for when in ("before", "now"):
+        merged[f"verdict_{when}"] = merged[f"verdict_{when}"].fillna("not checked")
+    merged["changed"] = merged["verdict_before"] != merged["verdict_now"]
+    return merged[[*keys, "verdict_before", "difference_before", "verdict_now", "difference_now", "changed"]]
+
+
+def _changes_markdown(changes: pd.DataFrame) -> str:
+    lines = ["**Verdicts: the last published study and this one**", "",
+             "| Claim | Metric | Before | Δ before | Now | Δ now (mean over seeds) |", "|---|---|---|---|---|---|"]
+    for row in changes.to_dict("records"):
+        metric = row["metric"] + (f", {row['scale_bin']}" if isinstance(row["scale_bin"], str) else "")
+        number = lambda v: "—" if v is None or v != v else f"{v:+.4g}"  # noqa: E731 (NaN: no number)
+        verdict = lambda v, changed: f"**{v}**" if changed else v  # noqa: E731
+        lines.append(f"| {row['claim']} | {metric} | {row['verdict_before']} | {number(row['difference_before'])} | "
+                     f"{verdict(row['verdict_now'], row['changed'])} | {number(row['difference_now'])} |")
+    lines += ["", "- Bold: the verdict changed. The last study decided on one training seed by the test images' "
+              "interval; this one by the rule of the claims table (every seed, and a stable validation trajectory)."]
+    return "\n".join(lines) + "\n"
+
+
 def best_validated_generator(models: Path, trajectories: Path, methods: Sequence[str]) -> tuple[Path, dict]:
     """(generator.pt, why) of the run among `methods` (the main model's training seeds) with the lowest LPIPS on
     the validation split at the end of its training (trajectories/METHOD, all faces): chosen without looking at
@@ -108,8 +149,6 @@ def best_validated_generator(models: Path, trajectories: Path, methods: Sequence
     for method in methods:
         path = trajectory_file(trajectories, method)
         if path.is_file():
-            import pandas as pd
-
             table = pd.read_csv(path)
             table = table[table["bin"] == "all"]
             if len(table):
@@ -128,20 +167,35 @@ def publish_results(reports: str | Path, generator: str | Path, aligned_faces: s
     """``out`` replaced (atomically) by the published run; returns {"generator": path, "sha256": digest}.
     ``detector``: :class:`faceres.restore.photos.FaceDetector` for the alignment template (default: dlib's);
     ``selection``: why this generator (:func:`best_validated_generator`), written as generator.json."""
-    from faceres.restore.photos import load_face_detector, alignment_template, save_template
+    from faceres.restore.photos import load_face_detector, alignment_template
 
     reports, generator, out = Path(reports), Path(generator), Path(out)
     if not generator.is_file():
         raise DataError(f"{generator}: not found; allowed: the main arm's generator.pt of a finished run")
     template = alignment_template(aligned_faces, detector or load_face_detector())
-    with atomic_directory(out) as tmp:
-        _copy_reports(reports, tmp)
-        shutil.copy2(generator, tmp / "generator.pt")
-        digest = sha256_file(tmp / "generator.pt")
-        (tmp / "generator.pt.sha256").write_text(f"{digest}  generator.pt\n")
-        if selection is not None:
-            (tmp / SELECTION_FILE).write_text(json.dumps({**selection, "sha256": digest}, indent=2) + "\n")
-        save_template(template, tmp / "alignment_template.json", measured_on=f"{aligned_faces}")
+    with tempfile.TemporaryDirectory() as scratch:
+        old_claims = None
+        if (out / "tables" / "claims.csv").is_file():  # kept aside: `out` is replaced below
+            old_claims = Path(shutil.copy2(out / "tables" / "claims.csv", Path(scratch) / "claims.csv"))
+        with atomic_directory(out) as tmp:
+            _copy_reports(reports, tmp)
+            if (tmp / "tables" / "claims.csv").is_file():
+                changes = verdict_changes(old_claims, tmp / "tables" / "claims.csv")
+                changes.to_csv(tmp / "tables" / f"{CHANGES}.csv", index=False)
+                (tmp / "tables" / f"{CHANGES}.md").write_text(_changes_markdown(changes), encoding="utf-8")
+            _copy_generator(generator, tmp, template, aligned_faces, selection)
+    digest = sha256_file(out / "generator.pt")
     if readme is not None:
         update_readme(Path(readme), results_section(out, Path(readme)))
     return {"generator": str(out / "generator.pt"), "sha256": digest}
+
+
+def _copy_generator(generator: Path, tmp: Path, template, aligned_faces, selection: dict | None) -> None:
+    from faceres.restore.photos import save_template
+
+    shutil.copy2(generator, tmp / "generator.pt")
+    digest = sha256_file(tmp / "generator.pt")
+    (tmp / "generator.pt.sha256").write_text(f"{digest}  generator.pt\n")
+    if selection is not None:
+        (tmp / SELECTION_FILE).write_text(json.dumps({**selection, "sha256": digest}, indent=2) + "\n")
+    save_template(template, tmp / "alignment_template.json", measured_on=f"{aligned_faces}")
