@@ -225,12 +225,12 @@ def test_a_dvc_stage_logs_the_params_its_dvc_yaml_stage_declares(project, monkey
         with stage_run(config, stage, **kwargs) as run:
             logged[stage_address] = MlflowClient(tracking_uri(config)).get_run(run.run_id).data.params
     # dvc.yaml's train@ARM declares: seed, profile, profiles.${profile}, degrade.bfr, train, ablations.base,
-    # ablations.arms.${key} (read by hand); plus the arm's own skips/alpha/aug
+    # ablations.arms.${key} (read by hand); plus the arm's name, the arm it replicates (itself) and skips/alpha/aug
     flat = {**{k: v for k, v in to_flat_dict(config).items() if not k.startswith("profiles.")},
             **{f"scale.{k}": v for k, v in to_flat_dict(config.scale).items()}}
     train_prefixes = ("seed", "profile", "scale.", "degrade.bfr.", "train.", "ablations.base.", "ablations.arms.skips0.")
     expected = {k for k in flat if k in ("seed", "profile") or k.startswith(train_prefixes[2:])}
-    assert set(logged["train@skips0"]) == expected | {"arm", "skips", "alpha", "aug"}
+    assert set(logged["train@skips0"]) == expected | {"arm", "arm_family", "skips", "alpha", "aug"}
     assert logged["train@skips0"]["skips"] == "0" and "evaluate.bootstrap" not in logged["train@skips0"]
     assert "ablations.arms.noaug.aug" not in logged["train@skips0"]
     # degrade@TASK declares seed, profile, profiles.${profile}, degrade
