@@ -220,6 +220,7 @@ def test_a_dvc_stage_logs_the_params_its_dvc_yaml_stage_declares(project, monkey
     for stage_address, stage, kwargs in (
         ("train@skips0", "train", {"logged_config": arm_config(config, arm), "extra_params": arm_params(arm)}),
         ("degrade@sr8", "degrade", {}),
+        ("prepare", "prepare", {}),
     ):
         monkeypatch.setenv("DVC_STAGE", stage_address)
         with stage_run(config, stage, **kwargs) as run:
@@ -230,11 +231,16 @@ def test_a_dvc_stage_logs_the_params_its_dvc_yaml_stage_declares(project, monkey
             **{f"scale.{k}": v for k, v in to_flat_dict(config.scale).items()}}
     train_prefixes = ("seed", "profile", "scale.", "degrade.bfr.", "train.", "ablations.base.", "ablations.arms.skips0.")
     expected = {k for k in flat if k in ("seed", "profile") or k.startswith(train_prefixes[2:])}
-    assert set(logged["train@skips0"]) == expected | {"arm", "skips", "alpha", "aug"}
+    assert set(logged["train@skips0"]) == expected | {"arm", "arm_family", "skips", "alpha", "aug"}
     assert logged["train@skips0"]["skips"] == "0" and "evaluate.bootstrap" not in logged["train@skips0"]
     assert "ablations.arms.noaug.aug" not in logged["train@skips0"]
     # degrade@TASK declares seed, profile, profiles.${profile}, degrade
     assert logged["degrade@sr8"]["degrade.sr8.factor"] == "8" and "train.lr" not in logged["degrade@sr8"]
+    # prepare declares three keys of the profile (profiles.${profile}.resolution, ...): those, as scale.*
+    assert {k for k in logged["prepare"] if k.startswith("scale.")} == {
+        "scale.resolution", "scale.identities", "scale.images_per_identity"}
+    assert logged["prepare"]["scale.resolution"] == "64" and logged["prepare"]["data.source"] == "synthetic"
+
 
 
 def test_images_datasets_the_generator_and_headline_numbers(project, monkeypatch):

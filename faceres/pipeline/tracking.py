@@ -296,13 +296,15 @@ def declared_params(stage_address: str, profile: str, dvc_yaml: Path) -> list[st
 
 
 def stage_params(config: Config, logged_config: Config, stage_address: str | None) -> dict[str, Any]:
-    """What a stage run logs: the params its dvc.yaml stage declares (``profiles.<p>`` as scale.*), or every
-    param outside DVC (no stage address)."""
+    """What a stage run logs: the params its dvc.yaml stage declares (``profiles.<p>`` and ``profiles.<p>.KEY``
+    as scale.*), or every param outside DVC (no stage address)."""
     params = _all_params(logged_config)
     declared = declared_params(stage_address, config.profile, project_root() / "dvc.yaml") if stage_address else None
     if declared is None:
         return params
-    prefixes = ["scale" if key == f"profiles.{config.profile}" else key for key in declared]
+    profile = f"profiles.{config.profile}"
+    prefixes = [f"scale{key[len(profile):]}" if key == profile or key.startswith(profile + ".") else key
+                for key in declared]
     return {k: v for k, v in params.items() if any(k == p or k.startswith(p + ".") for p in prefixes)}
 
 
