@@ -1,21 +1,49 @@
-"""The deps are precise: on a scratch copy of the repository (its real dvc.yaml and stage scripts, the prepare
-stage at 20 synthetic faces), `dvc status` after a change says which stages are out of date.
+"""A failed, refused or killed stage leaves its previous outputs as they were, and the deps are precise: on a
+scratch copy of the repository (its real dvc.yaml and stage scripts, the prepare stage at 20 synthetic faces),
+driven by DVC itself.
+
+The reference for "as they were" is each output's bytes read before the failure. DVC deletes a stage's outputs
+before it runs the command, so without dvc.yaml's `persist: true` and the stages' replace-on-success writes every
+check below sees a deleted or a replaced output.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
+import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
 
+import psutil
 import pytest
+import yaml
 
-from faceres.pipeline.dvc import copy_checkout, run_dvc, set_params
+from faceres.pipeline.dvc import copy_checkout, dvc_executable, run_dvc, set_params
 from tests.conftest import REPO
 
 TINY = {"profiles.cpu.identities": 10, "profiles.cpu.images_per_identity": 2, "profiles.cpu.workers": 0,
         "data.test_fraction": 0.3}
+SLOW_PREPARE = {"profiles.cpu.identities": 1000}  # 2000 faces: tens of seconds, time to kill it mid-write
+# what the report stage's first run writes in place of a real report (the outputs' content is not under test)
+FAKE_REPORT = """from pathlib import Path
+for name in ("tables", "figures", "pdf", "plots"):
+    (Path("reports") / name).mkdir(parents=True, exist_ok=True)
+    (Path("reports") / name / "a.txt").write_text(name)
+Path("reports/report.md").write_text("# report")
+Path("reports/report.html").write_text("<html></html>")
+Path("reports/summary.json").write_text('{"main": {"bfr": {"psnr": 21.5}}}')
+"""
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file under `folder` (or `folder` itself) -> its sha256."""
+    files = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file())
+    return {str(p.relative_to(folder.parent)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +74,71 @@ def git(repo: Path, *args: str) -> None:
 def dvc_status(repo: Path, env: dict, *targets: str) -> dict:
     out = run_dvc(["status", "--json", *targets], repo, env).check().output
     return json.loads(out[out.index("{"):])
+
+
+def test_a_refused_value_leaves_the_prepared_data_as_it_was(scratch, repo):
+    _, env = scratch
+    before = snapshot(repo / "data" / "prepared")
+    set_params(repo / "params.yaml", {"profiles.cpu.resolution": 100})
+    refused = run_dvc(["repro", "prepare"], repo, env)
+    assert refused.returncode != 0
+    assert "profiles.cpu.resolution = 100: allowed: a power of two" in refused.output, refused.output[-2000:]
+    assert snapshot(repo / "data" / "prepared") == before
+    # dvc sees what changed, the params, and not a deleted or modified output
+    assert dvc_status(repo, env, "prepare") == {"prepare": [{"changed deps": {
+        "params.yaml": {"profiles.cpu.resolution": "modified"}}}]}
+
+
+def _start_prepare(repo: Path, env: dict) -> tuple[subprocess.Popen, psutil.Process]:
+    """`dvc repro prepare` at SLOW_PREPARE in its own process group, once its stage is writing images: (dvc, the
+    stage's process)."""
+    set_params(repo / "params.yaml", SLOW_PREPARE)
+    shutil.rmtree(repo / "data" / "prepared.tmp", ignore_errors=True)  # left by a kill -9 before: not this run's
+    dvc = subprocess.Popen([dvc_executable(), "repro", "prepare"], cwd=repo, env=env, start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while not any((repo / "data" / "prepared.tmp").glob("images/*/*.png")):
+        assert dvc.poll() is None and time.time() < deadline, "prepare never started writing"
+        time.sleep(0.05)
+    (stage,) = [p for p in psutil.Process(dvc.pid).children(recursive=True) if "stages/prepare.py" in p.cmdline()]
+    return dvc, stage
+
+
+def test_a_stage_killed_mid_write_leaves_its_previous_output(scratch, repo):
+    _, env = scratch
+    before = snapshot(repo / "data" / "prepared")
+    dvc, stage = _start_prepare(repo, env)
+    os.killpg(dvc.pid, signal.SIGKILL)  # dvc and the stage at once, in the middle of the stage's writing
+    dvc.wait()
+    stage.wait(timeout=30)
+    assert snapshot(repo / "data" / "prepared") == before
+    assert dvc_status(repo, env, "prepare") == {"prepare": [{"changed deps": {  # the params, not the output
+        "params.yaml": {"profiles.cpu.identities": "modified"}}}]}
+
+
+def test_a_dead_tracking_server_on_a_report_rerun_leaves_reports_as_they_were(scratch, repo):
+    _, env = scratch
+    for folder in ("metrics", "models", "trajectories", "data/restored", "data/degraded"):  # the report's deps
+        (repo / folder).mkdir(parents=True, exist_ok=True)
+    (repo / "data" / "weights.json").write_text("[]\n")
+    (repo / "write_reports.py").write_text(FAKE_REPORT)
+    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
+    real_command = pipeline["stages"]["report"]["cmd"]
+    pipeline["stages"]["report"]["cmd"] = "python write_reports.py"  # a first, successful report
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    run_dvc(["repro", "--single-item", "report"], repo, env).check()
+    before = snapshot(repo / "reports")
+    assert "reports/summary.json" in before  # `cache: false`: no copy in DVC's cache to check out again
+    pipeline["stages"]["report"]["cmd"] = real_command
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    failed = run_dvc(["repro", "--single-item", "report"], repo, {**env, "MLFLOW_TRACKING_URI": dead})
+    assert failed.returncode != 0
+    assert f"MLflow tracking server {dead} is unreachable" in failed.output, failed.output[-2000:]
+    assert snapshot(repo / "reports") == before
+    assert not (repo / "reports.tmp").exists()
 
 
 def test_prepare_ignores_training_keys_and_each_external_evaluation_depends_on_its_own_folder(scratch, repo):
