@@ -11,7 +11,7 @@ from typing import Sequence
 from faceres.config.schema import load_config
 from faceres.core.errors import user_errors_exit
 from faceres.core.files import atomic_directory
-from faceres.pipeline import report, stage_args
+from faceres.pipeline import report, stage_args, stop_with_parent
 from faceres.pipeline.layout import Layout
 
 
@@ -25,4 +25,5 @@ def main(argv: Sequence[str] = ()) -> None:
 
 
 if __name__ == "__main__":
+    stop_with_parent()
     sys.exit(main(sys.argv[1:]))

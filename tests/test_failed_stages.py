@@ -1,6 +1,6 @@
-"""A failed, refused or killed stage leaves its previous outputs as they were, and the deps are precise: on a
-scratch copy of the repository (its real dvc.yaml and stage scripts, the prepare stage at 20 synthetic faces),
-driven by DVC itself.
+"""A failed, refused or killed stage leaves its previous outputs as they were, a stage stops when its dvc process
+dies, and the deps are precise: on a scratch copy of the repository (its real dvc.yaml and stage scripts, the
+prepare stage at 20 synthetic faces), driven by DVC itself.
 
 The reference for "as they were" is each output's bytes read before the failure. DVC deletes a stage's outputs
 before it runs the command, so without dvc.yaml's `persist: true` and the stages' replace-on-success writes every
@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -116,6 +117,31 @@ def test_a_stage_killed_mid_write_leaves_its_previous_output(scratch, repo):
         "params.yaml": {"profiles.cpu.identities": "modified"}}}]}
 
 
+def test_a_stage_whose_dvc_process_dies_stops_and_replaces_nothing(scratch, repo):
+    import mlflow
+
+    _, env = scratch
+    before = snapshot(repo / "data" / "prepared")
+    dvc, stage = _start_prepare(repo, env)
+    killed_at = time.time()
+    os.kill(dvc.pid, signal.SIGKILL)  # dvc alone: the stage is left without its parent
+    dvc.wait()
+    try:
+        stage.wait(timeout=60)
+    finally:  # an orphan that keeps running is this test's failure, not the next test's problem
+        if stage.is_running():
+            stage.kill()
+    stopped_after = time.time() - killed_at
+    assert snapshot(repo / "data" / "prepared") == before, "the orphaned stage replaced data/prepared"
+    assert not (repo / "data" / "prepared.tmp").exists(), "its half-written folder was removed as it stopped"
+    # It ended its MLflow run itself, as KILLED (not FINISHED: it did not finish; not RUNNING for ever).
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["faceres-cpu-synthetic"], filter_string="tags.stage = 'prepare'",
+                              order_by=["attributes.start_time DESC"])
+    assert runs["status"].iloc[0] == "KILLED", runs[["status", "start_time"]]
+    print(f"\nthe stage stopped {stopped_after:.1f} s after its dvc process died")
+
+
 def test_a_dead_tracking_server_on_a_report_rerun_leaves_reports_as_they_were(scratch, repo):
     _, env = scratch
     for folder in ("metrics", "models", "trajectories", "data/restored", "data/degraded"):  # the report's deps
@@ -165,3 +191,39 @@ def test_prepare_ignores_training_keys_and_each_external_evaluation_depends_on_i
     (repo / "data" / "external" / "gpen" / "0001.png").write_bytes(b"an imported restoration")
     assert dvc_status(repo, env, *stages) == {"evaluate-external@gpen": [{"changed deps": {
         "data/external/gpen": "modified"}}]}
+
+
+# A stand-in stage: stop_with_parent with one of its two ways to notice switched off, then a long sleep.
+STAND_IN = """
+import sys, time
+import faceres.pipeline as pipeline
+if sys.argv[2] == "watchdog":
+    pipeline._request_parent_death_signal = lambda signum: None  # the watchdog alone
+    pipeline.stop_with_parent(poll_seconds=0.2)
+else:
+    pipeline.stop_with_parent(poll_seconds=3600)  # the kernel's signal alone: the watchdog looks once, at once
+print("ready", flush=True)
+try:
+    time.sleep(120)
+except KeyboardInterrupt as stopped:
+    open(sys.argv[1], "w").write(type(stopped).__name__)
+    raise
+"""
+PARENT = "import subprocess, sys; subprocess.Popen([sys.executable, '-c', sys.argv[1], *sys.argv[2:]]).wait()"
+
+
+@pytest.mark.parametrize("way", ["parent-death signal", "watchdog"])
+def test_each_way_alone_stops_a_stage_whose_parent_died(tmp_path, way):
+    marker = tmp_path / "stopped"
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, STAND_IN, str(marker), way.split()[0]],
+                              stdout=subprocess.PIPE, text=True, cwd=REPO)
+    assert parent.stdout.readline().strip() == "ready"
+    (stage,) = psutil.Process(parent.pid).children()
+    parent.kill()
+    parent.wait()
+    try:
+        stage.wait(timeout=20)
+    finally:
+        if stage.is_running():
+            stage.kill()
+    assert marker.read_text() == "StageStopped"  # it unwound (finally blocks, the MLflow run), not died
