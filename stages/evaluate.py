@@ -2,7 +2,8 @@
 
 import sys
 
-from faceres.pipeline import evaluate
+from faceres.pipeline import evaluate, stop_with_parent
 
 if __name__ == "__main__":
+    stop_with_parent()
     sys.exit(evaluate.main(sys.argv[1:]))

@@ -2,7 +2,8 @@
 
 import sys
 
-from faceres.pipeline import restore
+from faceres.pipeline import restore, stop_with_parent
 
 if __name__ == "__main__":
+    stop_with_parent()
     sys.exit(restore.main(sys.argv[1:]))

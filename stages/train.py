@@ -2,7 +2,8 @@
 
 import sys
 
-from faceres.pipeline import train
+from faceres.pipeline import train, stop_with_parent
 
 if __name__ == "__main__":
+    stop_with_parent()
     sys.exit(train.main(sys.argv[1:]))

@@ -2,7 +2,8 @@
 
 import sys
 
-from faceres.pipeline import trajectory
+from faceres.pipeline import trajectory, stop_with_parent
 
 if __name__ == "__main__":
+    stop_with_parent()
     sys.exit(trajectory.main(sys.argv[1:]))

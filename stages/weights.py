@@ -2,7 +2,8 @@
 
 import sys
 
-from faceres.pipeline import weights
+from faceres.pipeline import weights, stop_with_parent
 
 if __name__ == "__main__":
+    stop_with_parent()
     sys.exit(weights.main(sys.argv[1:]))

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from faceres.core.errors import DataError
-from faceres.pipeline.external import import_external
+from faceres.pipeline.external import KEEP_FILE, import_external
 from faceres.pipeline.design import external_folder
 from tests.conftest import REPO, small_config
 
@@ -45,7 +45,7 @@ def test_gfpgan_results_folder_512px_faces_with_the_face_index_suffix(tmp_path):
     out = tmp_path / "external" / "gfpgan"
     done = import_external(results, inputs, out)
     assert (done.images, done.resized, done.converted, done.source) == (7, 7, 0, results / "restored_faces")
-    assert sorted(p.name for p in out.iterdir()) == [f"{i}.png" for i in IDS]
+    assert sorted(p.name for p in out.iterdir()) == [KEEP_FILE, *(f"{i}.png" for i in IDS)]
     for i, image_id in enumerate(IDS):
         array = np.asarray(Image.open(out / f"{image_id}.png"))
         assert array.shape == (64, 64, 3) and array.dtype == np.uint8
@@ -81,7 +81,7 @@ def test_a_reimport_replaces_the_folder_whole(tmp_path):
     for image_id in IDS:
         Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(first / f"{image_id}.png")
     import_external(first, inputs, out)
-    assert sorted(p.name for p in out.iterdir()) == [f"{i}.png" for i in IDS]
+    assert sorted(p.name for p in out.iterdir()) == [KEEP_FILE, *(f"{i}.png" for i in IDS)]
     assert (np.asarray(Image.open(out / f"{IDS[0]}.png")) == 200).all()
 
 
@@ -113,10 +113,14 @@ def test_bad_folders_are_one_line_errors_listing_the_first_names_and_the_count(t
 
 
 def test_the_pipeline_scores_data_external_when_params_give_no_folder(tmp_path):
-    config = small_config(external={"gfpgan": None, "gpen": None})
-    (tmp_path / "gfpgan").mkdir()
+    config = small_config(external={"gfpgan": None, "gpen": None, "dfdnet": None})
+    for method in ("gfpgan", "gpen"):
+        (tmp_path / method).mkdir()
+        (tmp_path / method / KEEP_FILE).touch()  # as in a clone: the folder DVC depends on, without images
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "gfpgan" / f"{IDS[0]}.png")
     assert external_folder(config, "gfpgan", tmp_path) == tmp_path / "gfpgan"
-    assert external_folder(config, "gpen", tmp_path) is None  # not provided
+    assert external_folder(config, "gpen", tmp_path) is None  # not provided: only the .gitkeep
+    assert external_folder(config, "dfdnet", tmp_path) is None  # not provided: no folder
     elsewhere = tmp_path / "mine"
     elsewhere.mkdir()
     chosen = small_config(external={"gfpgan": str(elsewhere)})

@@ -307,7 +307,8 @@ def test_the_evaluate_stage_writes_strata_for_deg_and_an_arm_from_the_bfr_manife
     networks = Networks(fid_inception=None, lpips_backbone=None, identity_embedder=FakeEmbedder)
 
     for method in ("deg", "main"):
-        documents = evaluate_method(config, method, ["bfr"], prepared, degraded, restored, out, networks=networks)
+        documents = evaluate_method(config, method, ["bfr"], prepared, degraded, restored, out / method,
+                                    networks=networks)
         document = json.loads((out / method / "bfr.json").read_text())
         assert document == documents["bfr"]
         per_image = pd.read_csv(out / method / "per_image" / "bfr.csv", dtype={"name": str})

@@ -21,10 +21,13 @@ from faceres.config.arms import find_arm
 from faceres.config.loader import to_flat_dict
 from faceres.pipeline.design import arm_config, arm_params
 from faceres.pipeline.tracking import (
+    PROCESS_TAG,
     REGISTERED_MODEL,
     check_reachable,
     config_digest,
     experiment_name,
+    process_ended,
+    process_identity,
     project_root,
     stage_run,
     tracking_uri,
@@ -129,15 +132,60 @@ def test_a_run_leaves_no_tracking_uri_behind_so_the_next_project_logs_to_its_own
         assert names == [f"prepare-{name}"]
 
 
-def test_a_failing_stage_marks_its_run_failed(project):
+def test_a_failing_stage_marks_its_run_failed_and_an_interrupted_one_killed(project):
     from mlflow.tracking import MlflowClient
 
     config = small_config()
     with pytest.raises(RuntimeError):
         with stage_run(config, "train") as run:
-            run_id = run.run_id
+            failed = run.run_id
             raise RuntimeError("boom")
-    assert MlflowClient(tracking_uri(config)).get_run(run_id).info.status == "FAILED"
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C, or SIGTERM: a stage whose dvc process died (StageStopped)
+        with stage_run(config, "train") as run:
+            interrupted = run.run_id
+            raise KeyboardInterrupt
+    client = MlflowClient(tracking_uri(config))
+    assert [client.get_run(r).info.status for r in (failed, interrupted)] == ["FAILED", "KILLED"]
+
+
+# A stage run in another process, killed with -9 in the middle: it prints its run id first.
+KILLED_STAGE = """
+import os, signal
+from faceres.pipeline.tracking import stage_run
+from tests.conftest import small_config
+with stage_run(small_config(), "train", run_name="killed") as run:
+    print(run.run_id, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_run_left_running_by_a_killed_process_is_ended_killed_when_the_next_run_starts(project):
+    from mlflow.tracking import MlflowClient
+
+    config = small_config()
+    killed = subprocess.run([sys.executable, "-c", KILLED_STAGE], cwd=project, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    killed_run = killed.stdout.strip()
+    client = MlflowClient(tracking_uri(config))
+    experiment = client.get_experiment_by_name(experiment_name(config)).experiment_id
+    alive_run = client.create_run(experiment, tags={PROCESS_TAG: process_identity()}).info.run_id  # this process's
+    assert {client.get_run(r).info.status for r in (killed_run, alive_run)} == {"RUNNING"}  # what kill -9 leaves
+    with stage_run(config, "evaluate"):
+        assert client.get_run(killed_run).info.status == "KILLED"
+        assert client.get_run(alive_run).info.status == "RUNNING"  # its process still runs
+
+
+def test_a_process_identity_tells_a_live_process_from_an_ended_one_with_its_pid():
+    me = process_identity()
+    host, boot, pid, start = me.rsplit(":", 3)
+    assert int(pid) == os.getpid() and not process_ended(me)
+    if start:  # Linux: the start time tells a reused pid from the process that had it
+        assert process_ended(f"{host}:{boot}:{pid}:{int(start) + 1}")
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True)
+    assert process_ended(f"{host}:{boot}:{finished.stdout.strip()}:")
+    assert not process_ended(f"another-host.invalid:{boot}:{finished.stdout.strip()}:")  # cannot tell: left alone
 
 
 def test_unreachable_server_is_one_line_error_before_any_work():
@@ -193,6 +241,8 @@ def test_stage_runs_nest_under_one_parent_run_per_configuration_and_dvc_experime
         monkeypatch.setenv("DVC_EXP_NAME", experiment)
         with stage_run(config, "prepare", run_name=label) as run:
             children[label] = run.run_id
+            if label == "a2":
+                time.sleep(1.0)  # a stage that takes a while
     client = MlflowClient(tracking_uri(first))
     parent_of = {label: client.get_run(run_id).data.tags["mlflow.parentRunId"] for label, run_id in children.items()}
     assert parent_of["a1"] == parent_of["a2"], "one configuration, one parent"
@@ -208,6 +258,11 @@ def test_stage_runs_nest_under_one_parent_run_per_configuration_and_dvc_experime
     assert len(by_id[parent_of["a1"]].data.params) == len(to_flat_dict(first)) - len(to_flat_dict(first.profiles)) \
         + len(to_flat_dict(first.scale))
     assert {p.info.status for p in parents} == {"FINISHED"}
+    # a parent lasts from its first stage run's start to its last one's end (not the milliseconds of its creation)
+    first_child, last_child = (client.get_run(children[label]).info for label in ("a1", "a2"))
+    parent = by_id[parent_of["a1"]].info
+    assert parent.start_time <= first_child.start_time and parent.end_time >= last_child.end_time
+    assert parent.end_time - parent.start_time >= 1000
 
 
 def test_a_dvc_stage_logs_the_params_its_dvc_yaml_stage_declares(project, monkeypatch):
@@ -220,6 +275,7 @@ def test_a_dvc_stage_logs_the_params_its_dvc_yaml_stage_declares(project, monkey
     for stage_address, stage, kwargs in (
         ("train@skips0", "train", {"logged_config": arm_config(config, arm), "extra_params": arm_params(arm)}),
         ("degrade@sr8", "degrade", {}),
+        ("prepare", "prepare", {}),
     ):
         monkeypatch.setenv("DVC_STAGE", stage_address)
         with stage_run(config, stage, **kwargs) as run:
@@ -235,6 +291,10 @@ def test_a_dvc_stage_logs_the_params_its_dvc_yaml_stage_declares(project, monkey
     assert "ablations.arms.noaug.aug" not in logged["train@skips0"]
     # degrade@TASK declares seed, profile, profiles.${profile}, degrade
     assert logged["degrade@sr8"]["degrade.sr8.factor"] == "8" and "train.lr" not in logged["degrade@sr8"]
+    # prepare declares three keys of the profile (profiles.${profile}.resolution, ...): those, as scale.*
+    assert {k for k in logged["prepare"] if k.startswith("scale.")} == {
+        "scale.resolution", "scale.identities", "scale.images_per_identity"}
+    assert logged["prepare"]["scale.resolution"] == "64" and logged["prepare"]["data.source"] == "synthetic"
 
 
 def test_images_datasets_the_generator_and_headline_numbers(project, monkeypatch):

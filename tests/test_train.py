@@ -5,6 +5,7 @@ a three-minute blind-restoration run on real faces restores held-out faces bette
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -332,3 +333,55 @@ def test_mirrored_flips_about_half_the_images_the_same_way_on_every_split():
     assert torch.equal(torch.stack([halves[i % 2][i // 2] for i in range(len(images))]), out)
     assert not torch.equal(mirrored(images, 0.5, 3, 8, positions), out)  # another step, other draws
     assert mirrored(images, 0.0, 3, 7, positions) is images
+
+
+def test_a_run_reused_from_the_run_cache_logs_the_curves_and_samples_a_fresh_run_logs(tiny_data, tmp_path,
+                                                                                     monkeypatch):
+    # The same training twice through the stage's entry point: trained, then copied from the run cache.
+    import numpy as np
+    from mlflow.tracking import MlflowClient
+    from PIL import Image
+
+    from faceres.config.loader import parse_override
+    from faceres.config.schema import load_config
+    from faceres.pipeline.tracking import experiment_name, tracking_uri
+    from faceres.pipeline.train import run_or_launch
+
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")  # the project root: mlflow.db goes here
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    # 2 steps, a sample grid at each, snapshots at each (the last: the result): a reused run has every sample's
+    # generator
+    overrides = dict(parse_override(o) for o in _small([*TINY, "profiles.cpu.epochs=2", "train.sample_every=1",
+                                                         "train.snapshots=2"]))
+    config = load_config(REPO / "params.yaml", overrides=overrides)
+    for name in ("fresh", "reused"):
+        run_or_launch(config, "main", tiny_data, tmp_path / name, track=True, forwarded=[])
+    client = MlflowClient(tracking_uri(config))
+    experiment = client.get_experiment_by_name(experiment_name(config)).experiment_id
+    fresh, reused = sorted(client.search_runs([experiment], "tags.stage = 'train'"), key=lambda r: r.info.start_time)
+    assert (fresh.data.tags["reused"], reused.data.tags["reused"]) == ("False", "True")
+
+    def history(run, key: str) -> list[tuple[int, float]]:
+        return sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
+
+    # what the fresh run logged while training: every metric but the end's summary, which both runs log
+    curve = {key for key in fresh.data.metrics if not key.startswith("final_")} - {"mean_images_per_s", "train_seconds"}
+    assert {"g_l1", "d_loss", "images_per_s"} <= curve and len(history(fresh, "g_l1")) == 2
+    assert {key: history(reused, key) for key in curve} == {key: history(fresh, key) for key in curve}
+
+    def samples(run) -> dict[int, np.ndarray]:
+        """The run's "samples" image series by step (MLflow's files images/samples+step+<k>+...png, the
+        separator being MLflow's choice)."""
+        steps = {}
+        for artifact in client.list_artifacts(run.info.run_id, "images"):
+            if match := re.fullmatch(r"images/samples(\W)step\1(\d+)\1.*\.png", artifact.path):
+                local = client.download_artifacts(run.info.run_id, artifact.path, str(tmp_path))
+                steps[int(match.group(2))] = np.asarray(Image.open(local), dtype=int)
+        return steps
+
+    drawn, redrawn = samples(fresh), samples(reused)
+    assert sorted(drawn) == sorted(redrawn) == [1, 2]
+    for step in drawn:  # the same grid (input | restored | ground truth), redrawn from the kept generators
+        assert np.abs(drawn[step] - redrawn[step]).max() <= 2, step  # measured: 0 (identical)

@@ -15,6 +15,7 @@ from typing import Sequence
 from faceres.config.arms import list_runs, training_config
 from faceres.config.schema import Config, load_config
 from faceres.core.errors import DataError
+from faceres.core.imageio import is_image_file
 from faceres.pipeline import stage_args, status
 from faceres.pipeline.layout import Layout, seed_dir
 
@@ -72,11 +73,13 @@ def unavailable(config: Config, method: str, restored: Path) -> str | None:
 
 def external_folder(config: Config, method: str, external_root: Path = Layout().external) -> Path | None:
     """An external method's restorations: params.yaml's ``external.<method>``, else the folder
-    `faceres import-external` writes (data/external/<method>) if there is one; None: not provided."""
+    `faceres import-external` writes (data/external/<method>) if it holds images; None: not provided (the
+    folder, a DVC dependency, is in git with only its .gitkeep until the method is imported)."""
     folder = config.external[method]
     if folder is None:
         default = external_root / method
-        return default if default.is_dir() else None
+        holds_images = default.is_dir() and any(is_image_file(path) for path in default.iterdir())
+        return default if holds_images else None
     if not Path(folder).is_dir():
         raise DataError(f"external.{method} = {folder}: not a directory of restored images")
     return Path(folder)

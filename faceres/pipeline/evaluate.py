@@ -22,9 +22,10 @@ from typing import Sequence
 from faceres.config.schema import Config
 from faceres.core.errors import user_errors_exit
 from faceres.core.cache import cache_root
+from faceres.core.files import atomic_directory
 from faceres.pipeline import status
 from faceres.pipeline.design import method_and_tasks, method_run, prediction_folders, unavailable
-from faceres.pipeline.layout import MANIFEST, Layout, ground_truth_dir, metrics_file, per_image_file
+from faceres.pipeline.layout import MANIFEST, Layout, ground_truth_dir, task_metrics_file, task_per_image_file
 from faceres.pipeline.tracking import log_outputs, maybe_tracked
 from faceres.metrics.metrics_file import MANIFOLD_METRICS, PER_IMAGE_METRICS, MetricsFile, PerImageStat
 
@@ -82,10 +83,11 @@ def evaluate_method(
     data_dir: Path,
     degraded_root: Path,
     restored_root: Path,
-    out_root: Path,
+    out_dir: Path,
     networks=None,
 ) -> dict[str, dict]:
-    """Write metrics/METHOD/TASK.json (+ per-image CSV) for each task; returns {task: document}."""
+    """Write out_dir/TASK.json (+ per-image CSV) for each task, out_dir being the method's folder
+    (metrics/METHOD); returns {task: document}."""
     from faceres.metrics.evaluate import Networks, evaluate_folders
     from faceres.metrics.strata import STRATIFIED_TASK, assign_bins, scales_from_manifest, stratify
 
@@ -95,7 +97,7 @@ def evaluate_method(
     options = eval_options(config)
     documents = {}
     for task in tasks:
-        out_json = metrics_file(out_root, method, task)
+        out_json = task_metrics_file(out_dir, task)
         folders = prediction_folders(config, method, task, degraded_root, restored_root)
         if isinstance(folders, str):
             reason = "no folder given in params.yaml external" if folders == status.NOT_PROVIDED else "arm not run"
@@ -110,8 +112,8 @@ def evaluate_method(
             scales = scales_from_manifest(manifest, split=gt_dir.name)  # the ground truth's folder is its split
             strata = stratify(table, scales, options, source=manifest)
             table = table.join(assign_bins(table, scales, manifest))
-        per_image_file(out_root, method, task).parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(per_image_file(out_root, method, task), index=False)
+        task_per_image_file(out_dir, task).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(task_per_image_file(out_dir, task), index=False)
         seed_psnr = []
         if "psnr" in config.evaluate.metrics:
             seed_psnr.append(main.summary["metrics"]["psnr"]["mean"])
@@ -144,27 +146,30 @@ def flat_metrics(task: str, document: dict) -> dict[str, float]:
 
 def run(config: Config, method: str, tasks: list[str], data_dir: Path, degraded_root: Path,
         restored_root: Path, out_root: Path, track: bool = True) -> dict:
-    """Metrics of one method (arm, deg or external) on each task's test split, logged to MLflow."""
+    """Metrics of one method (arm, deg or external) on each task's test split, logged to MLflow; out_root/METHOD
+    is replaced whole once they are all written and logged (a failure leaves the previous one)."""
     run_config, run_params = method_run(config, method)
     provided = unavailable(config, method, restored_root) is None  # no empty runs
-    with maybe_tracked(config, "evaluate", track and provided, run_name=f"evaluate-{method}",
-                       extra_params=run_params, logged_config=run_config) as mlflow_run:
+    with atomic_directory(out_root / method) as out_dir, maybe_tracked(
+        config, "evaluate", track and provided, run_name=f"evaluate-{method}", extra_params=run_params,
+        logged_config=run_config,
+    ) as mlflow_run:
         if mlflow_run is not None:
             mlflow_run.set_tags({"method": method, "tasks": ",".join(tasks),
                                  **({"arm": method} if "arm" in run_params else {})})
             mlflow_run.log_dataset(data_dir / MANIFEST, context="evaluation")
         start = time.perf_counter()
-        documents = evaluate_method(config, method, tasks, data_dir, degraded_root, restored_root, out_root)
+        documents = evaluate_method(config, method, tasks, data_dir, degraded_root, restored_root, out_dir)
         seconds = time.perf_counter() - start
         flat = {}
         for task, document in documents.items():
             flat.update(flat_metrics(task, document))
-            if mlflow_run is not None and metrics_file(out_root, method, task).is_file():
-                mlflow_run.log_artifact(metrics_file(out_root, method, task))
+            if mlflow_run is not None and task_metrics_file(out_dir, task).is_file():
+                mlflow_run.log_artifact(task_metrics_file(out_dir, task))
         log_outputs(mlflow_run, {**flat, "seconds": seconds})
-        for task, document in documents.items():
-            log.info(f"evaluate {method} {task}: {_one_line(document)}")
-        return documents
+    for task, document in documents.items():
+        log.info(f"evaluate {method} {task}: {_one_line(document)}")
+    return documents
 
 
 def _one_line(document: dict) -> str:

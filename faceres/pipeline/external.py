@@ -6,7 +6,9 @@ Their official inference scripts name and size outputs their own way: GFPGAN and
 exact stem, else the stem without one of SUFFIXES), converts it to 8-bit RGB, resizes it to the inputs' size
 and writes ``<out>/<image_id>.png``; a re-import replaces the folder whole, so no file of an earlier run stays.
 ``data/external/<method>`` is where the evaluate stage looks when params.yaml's ``external.<method>`` is null,
-and a dependency of that stage: re-importing a method reruns its metrics.
+and a dependency of that stage alone: re-importing a method reruns its metrics, not the other methods'. The
+folder keeps a ``.gitkeep`` (KEEP_FILE), tracked in git while its images are not, so that every clone has the
+folder DVC depends on.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from faceres.core.imageio import list_images, read_rgb, read_rgb_converted, writ
 SUFFIXES = ("_00", "_GPEN", "_restored", "_final", "_output")
 COMPARISON_SUFFIXES = ("_COMP", "_cmp")  # side-by-side images (GPEN), not restorations
 NESTED_FACES = "restored_faces"  # GFPGAN / CodeFormer: the aligned faces' folder inside their results folder
+KEEP_FILE = ".gitkeep"  # in every imported folder: the folder exists in a clone (.gitignore tracks only it)
 SHOWN = 5  # names listed in an error
 
 
@@ -101,6 +104,7 @@ def import_external(source: str | Path, inputs: str | Path, out: str | Path) -> 
     pairs, skipped = pair_outputs(source, {p.stem for p in input_files})
     converted = resized = 0
     with atomic_directory(out) as tmp:
+        (tmp / KEEP_FILE).touch()
         for image_id, path in sorted(pairs.items()):
             array, was_converted = read_rgb_converted(path)
             converted += was_converted

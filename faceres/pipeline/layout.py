@@ -95,8 +95,17 @@ def seed_dir(restored: Path, method: str, task: str, seed: int) -> Path:
 
 
 def metrics_file(metrics: Path, method: str, task: str) -> Path:
-    return metrics / method / f"{task}.json"
+    return task_metrics_file(metrics / method, task)
 
 
 def per_image_file(metrics: Path, method: str, task: str) -> Path:
-    return metrics / method / PER_IMAGE / f"{task}.csv"
+    return task_per_image_file(metrics / method, task)
+
+
+def task_metrics_file(method_dir: Path, task: str) -> Path:
+    """<task>.json in a method's metrics folder (metrics/<method>, or the stand-in its stage fills first)."""
+    return method_dir / f"{task}.json"
+
+
+def task_per_image_file(method_dir: Path, task: str) -> Path:
+    return method_dir / PER_IMAGE / f"{task}.csv"

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Sequence
 
 from faceres.config.schema import Config
 from faceres.core.errors import user_errors_exit
+from faceres.core.files import atomic_directory
 from faceres.pipeline import status
 from faceres.pipeline.design import method_and_tasks, method_run
 from faceres.pipeline.layout import Layout
@@ -21,34 +21,35 @@ log = logging.getLogger(__name__)
 
 def run(config: Config, arm_name: str, model_dir: Path, degraded: Path, out_dir: Path, tasks: list[str],
         track: bool = True) -> None:
-    """Restore `tasks` with models/ARM's generator; an arm that was not run writes only its status."""
+    """Restore `tasks` with models/ARM's generator; an arm that was not run writes only its status. out_dir is
+    replaced whole once every restoration is written (a failure leaves the previous one)."""
     from faceres.core.devices import stage_device
     from faceres.models.io import load_generator
     from faceres.restore.folder import restore_with_seeds
     from faceres.train.outputs import GENERATOR_FILE
 
-    shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.mkdir(parents=True)
     reason = status.training_not_run_reason(model_dir)
     if reason is not None:
-        status.write_restore_status(out_dir, status.NOT_RUN, reason=reason)
+        with atomic_directory(out_dir) as staged:
+            status.write_restore_status(staged, status.NOT_RUN, reason=reason)
         log.info(f"restore {arm_name}: not run ({reason})")
         return
     run_config, run_params = method_run(config, arm_name)
-    with maybe_tracked(config, "restore", track, run_name=f"restore-{arm_name}", extra_params=run_params,
-                       logged_config=run_config) as mlflow_run:
+    with atomic_directory(out_dir) as staged, maybe_tracked(
+        config, "restore", track, run_name=f"restore-{arm_name}", extra_params=run_params, logged_config=run_config,
+    ) as mlflow_run:
         generator = load_generator(model_dir / GENERATOR_FILE, device=stage_device(config.scale.gpus, config.gpus_setting))
         start = time.perf_counter()
         count = 0
         for task in tasks:
             inputs = degraded / task / "test"
-            restore_with_seeds(generator, inputs, out_dir / task, config.restore.noise_seeds, progress=True)
+            restore_with_seeds(generator, inputs, staged / task, config.restore.noise_seeds, progress=True)
             count += len(list(inputs.glob("*.png"))) * config.restore.noise_seeds
         seconds = time.perf_counter() - start
-        status.write_restore_status(out_dir, status.OK, tasks=tasks)
+        status.write_restore_status(staged, status.OK, tasks=tasks)
         log_outputs(mlflow_run, {"images": count, "seconds": seconds})
-        log.info(f"restore {arm_name}: {count} restorations ({', '.join(tasks)}; {config.restore.noise_seeds} noise seeds) "
-              f"in {seconds:.1f} s -> {out_dir}")
+    log.info(f"restore {arm_name}: {count} restorations ({', '.join(tasks)}; {config.restore.noise_seeds} noise seeds) "
+             f"in {seconds:.1f} s -> {out_dir}")
 
 
 @user_errors_exit

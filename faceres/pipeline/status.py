@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from faceres.core.errors import DataError
-from faceres.core.files import write_json
+from faceres.core.files import atomic_directory, write_json
 from faceres.pipeline.layout import PER_IMAGE, STATUS_FILE
 from faceres.metrics.metrics_file import NOT_PROVIDED, NOT_RUN
 from faceres.train.outputs import SUMMARY_FILE as TRAIN_SUMMARY  # the file train writes either way
@@ -30,7 +30,9 @@ def _write(path: Path, document: dict) -> dict:
 
 
 def write_training_not_run(model_dir: Path, arm: dict, reason: str) -> dict:
-    return _write(model_dir / TRAIN_SUMMARY, {"arm": arm, "status": NOT_RUN, "reason": reason})
+    """models/<arm> replaced whole by the record alone: no generator of an earlier run stays beside it."""
+    with atomic_directory(model_dir) as staged:
+        return _write(staged / TRAIN_SUMMARY, {"arm": arm, "status": NOT_RUN, "reason": reason})
 
 
 def training_not_run_reason(model_dir: Path) -> str | None:

@@ -17,6 +17,11 @@ outside DVC), an arm's skips/alpha/aug, and its own metrics and artifacts.
 
 A remote server is probed before any compute: an unreachable one is a one-line :class:`TrackingError`,
 not a traceback (or minutes of retries) in the middle of a run.
+
+Run states: a stage run ends FINISHED, FAILED (the stage raised) or KILLED (interrupted: Ctrl-C, SIGTERM, its
+dvc process died); one left RUNNING by a process killed outright (kill -9, a power cut) is ended KILLED when
+the next stage run starts, once its ``process`` tag shows that process gone (on this host; other hosts' runs
+are left alone). A parent run's end moves with each of its stage runs' ends, so its duration spans them.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ import contextlib
 import functools
 import hashlib
 import json
+import logging
 import os
+import socket
 import subprocess
 import time
 import urllib.error
@@ -38,11 +45,14 @@ from faceres.config.schema import Config
 from faceres.config.loader import to_flat_dict
 from faceres.core.errors import TrackingError
 
+log = logging.getLogger(__name__)
+
 LOCAL_STORE = "mlflow.db"  # MLflow 3's default store name: `mlflow ui` in the project root opens it
 LOCAL_ARTIFACTS = "mlruns"  # beside it, as MLflow's default artifact root
 PARENT_STAGE = "pipeline"  # the `stage` tag of the parent runs
 REGISTERED_MODEL = "faceres-generator"  # the main arm's generator, one version per trained run
 PROBE_TIMEOUT_S = 5.0
+PROCESS_TAG = "process"  # host:boot id:pid:start of the process running a stage run (process_identity)
 _MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 
 
@@ -149,6 +159,15 @@ class StageRun:
         clean = {k: float(v) for k, v in metrics.items() if v is not None}
         if clean:
             self._mlflow.log_metrics(clean, step=step)
+
+    @_store_call
+    def log_metric_history(self, rows: list[tuple[int, dict[str, float]]]) -> None:
+        """Many steps' metrics at once ((step, {name: value}) rows: a reused run's curve), in MLflow's batches of
+        1000, not one request per step."""
+        client = self._mlflow.MlflowClient()
+        metrics = [_metric(name, value, step) for step, values in rows for name, value in values.items()]
+        for chunk in _chunks(metrics, 1000):
+            client.log_batch(self.run_id, metrics=chunk)
 
     @_store_call
     def log_params(self, params: dict[str, Any]) -> None:
@@ -296,13 +315,15 @@ def declared_params(stage_address: str, profile: str, dvc_yaml: Path) -> list[st
 
 
 def stage_params(config: Config, logged_config: Config, stage_address: str | None) -> dict[str, Any]:
-    """What a stage run logs: the params its dvc.yaml stage declares (``profiles.<p>`` as scale.*), or every
-    param outside DVC (no stage address)."""
+    """What a stage run logs: the params its dvc.yaml stage declares (``profiles.<p>`` and ``profiles.<p>.KEY``
+    as scale.*), or every param outside DVC (no stage address)."""
     params = _all_params(logged_config)
     declared = declared_params(stage_address, config.profile, project_root() / "dvc.yaml") if stage_address else None
     if declared is None:
         return params
-    prefixes = ["scale" if key == f"profiles.{config.profile}" else key for key in declared]
+    profile = f"profiles.{config.profile}"
+    prefixes = [f"scale{key[len(profile):]}" if key == profile or key.startswith(profile + ".") else key
+                for key in declared]
     return {k: v for k, v in params.items() if any(k == p or k.startswith(p + ".") for p in prefixes)}
 
 
@@ -383,6 +404,7 @@ def stage_run(
         }
         try:
             experiment_id = _experiment_id(mlflow, name, uri)
+            end_runs_of_ended_processes(mlflow.MlflowClient())
             parent = _parent_run(mlflow.MlflowClient(), experiment_id, config, tags)
         except TrackingError:
             raise
@@ -393,25 +415,91 @@ def stage_run(
         params.update(extra_params or {})
         tags["mlflow.parentRunId"] = parent
         try:
-            run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name or stage, tags=tags)
+            run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name or stage,
+                                   tags={**tags, PROCESS_TAG: process_identity()})
         except Exception as exc:  # noqa: BLE001
             raise TrackingError(f"MLflow store {uri}: cannot start a run ({_first_line(exc)})") from None
         tracked = StageRun(mlflow, run, uri)
         try:
             tracked.log_params(params)
             yield tracked
-        except BaseException:
-            _end_run(mlflow, "FAILED", uri, raising=False)  # the stage's own error is the one to report
+        except BaseException as exc:  # the stage's own error is the one to report
+            _end_run(mlflow, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED", uri, parent, raising=False)
             raise
-        _end_run(mlflow, "FINISHED", uri, raising=True)
+        _end_run(mlflow, "FINISHED", uri, parent, raising=True)
 
 
-def _end_run(mlflow_module: Any, status: str, uri: str, raising: bool) -> None:
+def _end_run(mlflow_module: Any, status: str, uri: str, parent: str, raising: bool) -> None:
     try:
         mlflow_module.end_run(status)  # pops the run off MLflow's active stack before it calls the store
+        _extend_to_now(mlflow_module.MlflowClient(), parent)
     except Exception as exc:  # noqa: BLE001
         if raising:
             raise TrackingError(f"MLflow store {uri}: cannot close the run ({_first_line(exc)})") from None
+
+
+def _extend_to_now(client: Any, parent: str) -> None:
+    """The parent run ends when its latest stage run does (created FINISHED, it would last a few milliseconds)."""
+    now = int(time.time() * 1000)
+    if (client.get_run(parent).info.end_time or 0) < now:
+        client.set_terminated(parent, "FINISHED", end_time=now)
+
+
+def process_identity(pid: int | None = None) -> str:
+    """``host:boot id:pid:start`` of a process (this one by default): names it for good, where a pid alone is
+    reused; the boot id and start time are Linux's (/proc), empty elsewhere."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{_boot_id()}:{pid}:{_process_start(pid) or ''}"
+
+
+def process_ended(identity: str) -> bool:
+    """Whether the process of a :func:`process_identity` has ended; False when that cannot be told from here
+    (another host)."""
+    host, boot, pid, start = identity.rsplit(":", 3)
+    if host != socket.gethostname():
+        return False
+    if boot and boot != _boot_id():
+        return True  # rebooted since
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # someone else's process: alive
+        pass
+    return bool(start) and _process_start(int(pid)) != start  # None: a zombie; another value: the pid reused
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _process_start(pid: int) -> str | None:
+    """A live process's start time (clock ticks after boot, /proc/PID/stat field 22); None for a zombie or
+    where /proc is missing."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else fields[19]  # fields[0] is field 3, the state
+
+
+def end_runs_of_ended_processes(client: Any) -> list[str]:
+    """End as KILLED every RUNNING run (of any experiment in the store) whose process has ended; their ids."""
+    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+    ended = []
+    if not experiments:
+        return ended
+    for run in client.search_runs(experiments, filter_string="attributes.status = 'RUNNING'", max_results=1000):
+        identity = run.data.tags.get(PROCESS_TAG)
+        if identity and process_ended(identity):
+            client.set_terminated(run.info.run_id, "KILLED")
+            ended.append(run.info.run_id)
+            log.info(f"MLflow: run {run.info.run_name} ({run.info.run_id}) was left RUNNING by a process that "
+                     "has ended; marked KILLED")
+    return ended
 
 
 def _first_line(exc: BaseException) -> str:
@@ -427,10 +515,10 @@ def quiet_mlflow_logging() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _metric(key: str, value: float):
+def _metric(key: str, value: float, step: int = 0):
     from mlflow.entities import Metric
 
-    return Metric(key, float(value), int(time.time() * 1000), 0)
+    return Metric(key, float(value), int(time.time() * 1000), step)
 
 
 @contextlib.contextmanager

@@ -9,11 +9,13 @@ impossible at this resolution is recorded as not run (faceres.pipeline.status).
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import logging
 import re
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Sequence
 
 from faceres.config.arguments import add_params_arguments, config_from_args
@@ -32,19 +34,63 @@ def log_training_data(run: StageRun, data_dir: Path) -> None:
     run.log_dataset(data_dir / MANIFEST, context="training")
 
 
-def record_trained(run: StageRun, arm_name: str, summary: dict, out_dir: Path) -> None:
+def record_trained(run: StageRun, arm_name: str, summary: dict, out_dir: Path, config: Config, data_dir: Path) -> None:
     """A finished training (trained here or copied from the run cache) on its MLflow run: fingerprint and
     generator tags, final losses, throughput, train.json, and the generator file (the main arm's also as a new
-    version of the registered model)."""
+    version of the registered model); a copied one also gets what a fresh run logs while it trains
+    (:func:`log_reused_history`). `config`: the arm's training config (a replicate's seed)."""
     from faceres.train.outputs import SUMMARY_FILE
 
     generator = out_dir / "generator.pt"
     run.set_tags({"fingerprint": summary["fingerprint"], "generator_sha256": summary["generator_sha256"],
                   "generator_path": str(generator.resolve()), "reused": summary.get("reused", False)})
+    if summary.get("reused"):
+        log_reused_history(run, config, data_dir, out_dir, summary["steps"])
     run.log_metrics({f"final_{k}": v for k, v in summary.get("final", {}).items()})
     run.log_metrics({"mean_images_per_s": summary["images_per_s"], "train_seconds": summary["seconds"]})
     run.log_artifact(out_dir / SUMMARY_FILE)
     run.log_generator(generator, register=arm_name == "main")
+
+
+def log_reused_history(run: StageRun, config: Config, data_dir: Path, out_dir: Path, total_steps: int) -> None:
+    """What a fresh run logs while it trains, for a run copied from the run cache: curve.csv's rows (one metric
+    per column at each row's step, as the loop logs each row), and the sample grid at each step where the loop
+    draws one (every train.sample_every steps and the last) whose generator the run kept (its snapshots, the
+    result): usually the last alone."""
+    from faceres.train.outputs import CURVE_FILE, GENERATOR_FILE, SNAPSHOTS_DIR, snapshot_file
+
+    run.log_metric_history(curve_rows(out_dir / CURVE_FILE))
+    every = config.train.sample_every
+    for step in sorted({*range(every, total_steps + 1, every), total_steps}):
+        generator = out_dir / (GENERATOR_FILE if step == total_steps else f"{SNAPSHOTS_DIR}/{snapshot_file(step)}")
+        if generator.is_file():
+            run.log_image(sample_grid(config, data_dir, generator), "samples", step)
+
+
+def curve_rows(curve_csv: Path) -> list[tuple[int, dict[str, float]]]:
+    """curve.csv as (step, {column: value}) rows, a row's empty cells (a value not measured at that step) left
+    out; read with float(), which gives back the exact value pandas wrote."""
+    with open(curve_csv, newline="") as handle:
+        return [(int(row.pop("step")), {key: float(value) for key, value in row.items() if value != ""})
+                for row in csv.DictReader(handle)]
+
+
+def sample_grid(config: Config, data_dir: Path, generator_file: Path):
+    """The trainer's sample grid (Trainer.sample_grid, which reads only these attributes) of a saved generator,
+    on the CPU (a head node without GPUs reuses GPU-trained runs), in the trainer's memory format."""
+    import torch
+
+    from faceres.models.io import load_generator
+    from faceres.train.data import FaceImages
+    from faceres.train.loop import Trainer
+
+    device = torch.device("cpu")
+    generator = load_generator(generator_file, device)
+    if config.scale.channels_last:
+        generator = generator.to(memory_format=torch.channels_last)
+    trainer = SimpleNamespace(dataset=FaceImages(data_dir, "train"), ctx=SimpleNamespace(device=device),
+                              bfr=config.degrade.bfr.at_resolution(config.resolution), config=config, G_ema=generator)
+    return Trainer.sample_grid(trainer)
 
 
 def train(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: bool = True,
@@ -88,7 +134,7 @@ def train(config: Config, arm_name: str, data_dir: Path, out_dir: Path, track: b
                 data_digest=data_digest,
             )
             if run is not None and summary:
-                record_trained(run, arm_name, summary, out_dir)
+                record_trained(run, arm_name, summary, out_dir, config, data_dir)
         if ctx.is_main and summary:
             log.info(
                 f"train {arm_name}: {summary['steps']} steps, {summary['images']} images in {summary['seconds']:.0f} s "
@@ -133,7 +179,7 @@ def run_or_launch(config: Config, arm_name: str, data_dir: Path, out_dir: Path, 
         if mlflow_run is not None:
             mlflow_run.set_tags({"arm": arm_name})
             log_training_data(mlflow_run, data_dir)
-            record_trained(mlflow_run, arm_name, summary, out_dir)
+            record_trained(mlflow_run, arm_name, summary, out_dir, config, data_dir)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:

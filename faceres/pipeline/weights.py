@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
 from faceres.core.errors import user_errors_exit
+from faceres.core.files import write_json
 from faceres.pipeline import stage_args
 from faceres.pipeline.layout import Layout
 
@@ -18,8 +18,7 @@ def run(out: Path | None, networks: Sequence[str] | None = None, sources: str | 
 
     ensure_weights(networks or NETWORKS, sources=sources)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(weights_report(), indent=2) + "\n")
+        write_json(out, weights_report())  # atomic: the old record or the new one, never half of one
 
 
 @user_errors_exit
