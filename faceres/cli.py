@@ -20,6 +20,7 @@ from faceres.config.schema import TASKS
 from faceres.core.errors import user_errors_exit
 from faceres.pipeline import train
 from faceres.pipeline.layout import Layout, ground_truth_dir
+from faceres.restore import MAX_PHOTO_PIXELS
 from faceres.train.outputs import GENERATOR_FILE
 
 LAYOUT = Layout()  # every path default below: the pipeline's layout, relative to the working directory
@@ -62,10 +63,12 @@ def _cmd_restore(args: argparse.Namespace) -> None:
 
     generator = load_generator(args.generator, device="cuda" if args.cuda else "cpu")
     if not args.aligned:
-        from faceres.restore.photos import load_face_detector, load_template, restore_photos
+        from faceres.restore.photos import choose_template, load_face_detector, restore_photos
 
         detector = load_face_detector()
-        template = load_template(args.aligned_like, detector)
+        template, which = choose_template(args.generator, args.aligned_like,
+                                          ground_truth_dir(LAYOUT.prepared, "train"), detector)
+        print(f"restore: {which}")
         for note in restore_photos(args.input, args.out, generator, template, detector, strict=args.strict):
             print(f"restore: {note}")
         print(f"restore: -> {args.out} (whole photos) and {Path(args.out) / 'faces'} (aligned crops, in and out)")
@@ -273,16 +276,23 @@ def build_parser() -> argparse.ArgumentParser:
         "restore", help="restore the faces of your photos (or, --aligned, a folder of aligned faces)",
         description="Detect every face (dlib), align it as the training faces were aligned, restore it at the "
                     "generator's resolution and paste it back with a soft mask; writes OUT/<name>.png and the "
-                    "crops under OUT/faces/. A photo without a face is passed through unchanged, with a note.",
-        epilog="example: faceres restore --generator models/main/generator.pt --input photo.jpg --out restored")
-    p.add_argument("--generator", required=True, help="generator.pt written by the train stage")
+                    "crops under OUT/faces/. A photo without a face is passed through unchanged, with a note. "
+                    "It never overwrites an input: OUT may not be, or lie inside, the input folder; x.jpg and "
+                    "x.png in one folder become x.jpg.png and x.png.png. A photo over "
+                    f"{MAX_PHOTO_PIXELS / 1e6:.0f} megapixels, or unreadable, is one line and the rest of the "
+                    "folder still runs (the exit status is then 2).",
+        epilog="example: faceres restore --generator docs/results/generator.pt --input photo.jpg --out restored")
+    p.add_argument("--generator", required=True,
+                   help="generator.pt written by the train stage, or the published docs/results/generator.pt")
     p.add_argument("--input", required=True, help="a photo or a folder of photos (any mode and bit depth)")
-    p.add_argument("--out", required=True, help="output folder (PNG, same names)")
+    p.add_argument("--out", required=True,
+                   help="output folder (PNG, the inputs' names), outside the input folder")
     p.add_argument("--aligned", action="store_true",
                    help="the inputs are aligned faces at the generator's resolution: restore them as they are")
-    p.add_argument("--aligned-like", default=str(ground_truth_dir(LAYOUT.prepared, "train")),
-                   help="aligned faces of the kind the model was trained on, to align photos like them, or the "
-                        "alignment_template.json published beside a generator (default: %(default)s)")
+    p.add_argument("--aligned-like", default=None,
+                   help="aligned faces of the kind the model was trained on, to align photos like them, or an "
+                        "alignment_template.json (default: the template the generator file carries, as the "
+                        f"published one does; else the faces in {ground_truth_dir(LAYOUT.prepared, 'train')})")
     p.add_argument("--strict", action="store_true", help="a photo without a face is an error, not passed through")
     p.add_argument("--noise-seeds", type=int, default=0, help="with --aligned: N > 0 stochastic samples in seed*/")
     p.add_argument("--batch", type=int, default=16, help="with --aligned: images per forward pass")

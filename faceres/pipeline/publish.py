@@ -4,9 +4,9 @@
 
 - from ``reports/``: ``report.md``, ``summary.json``, ``tables/`` (Markdown and CSV), ``figures/`` (PNG) and
   ``plots/`` (the figures' data);
-- the main arm's ``generator.pt`` with ``generator.pt.sha256`` (``sha256sum -c`` format), and
-  ``alignment_template.json`` measured on its training faces, so ``faceres restore`` aligns photos for it
-  right after a clone;
+- the main arm's ``generator.pt`` with ``generator.pt.sha256`` (``sha256sum -c`` format), carrying the
+  alignment template measured on its training faces (also written as ``alignment_template.json``), so
+  ``faceres restore`` aligns photos for it right after a clone, from any folder;
 - into the README, between :data:`BEGIN` and :data:`END`: Tables 6 and 7, the alpha trade-off and Table 8's
   Ours vs DEG rows beside the paper's, a qualitative figure, the claims and the SR table (the text around the
   markers, the hand-written reading of the results, is left alone).
@@ -91,6 +91,18 @@ def update_readme(readme: Path, section: str) -> None:
     readme.write_text(head + section + tail, encoding="utf-8")
 
 
+def _publish_generator(generator: Path, template, measured_on: str, out: Path) -> str:
+    """out/generator.pt: the trained generator with its alignment template as an extra key, so `faceres restore`
+    aligns photos like its training faces from any folder; and out/generator.pt.sha256. Returns the digest
+    (of the published file: the weights are the trained file's, the template key is added)."""
+    from faceres.restore.photos import attach_template
+
+    attach_template(generator, template, measured_on, out=out / "generator.pt")
+    digest = sha256_file(out / "generator.pt")
+    (out / "generator.pt.sha256").write_text(f"{digest}  generator.pt\n")
+    return digest
+
+
 def publish_results(reports: str | Path, generator: str | Path, aligned_faces: str | Path, out: str | Path,
                     readme: str | Path | None = None, detector=None) -> dict[str, str]:
     """``out`` replaced (atomically) by the published run; returns {"generator": path, "sha256": digest}.
@@ -103,9 +115,7 @@ def publish_results(reports: str | Path, generator: str | Path, aligned_faces: s
     template = alignment_template(aligned_faces, detector or load_face_detector())
     with atomic_directory(out) as tmp:
         _copy_reports(reports, tmp)
-        shutil.copy2(generator, tmp / "generator.pt")
-        digest = sha256_file(tmp / "generator.pt")
-        (tmp / "generator.pt.sha256").write_text(f"{digest}  generator.pt\n")
+        digest = _publish_generator(generator, template, f"{aligned_faces}", tmp)
         save_template(template, tmp / "alignment_template.json", measured_on=f"{aligned_faces}")
     if readme is not None:
         update_readme(Path(readme), results_section(out, Path(readme)))
