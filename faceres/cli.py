@@ -140,11 +140,11 @@ def _cmd_questionnaire(args: argparse.Namespace) -> None:
 
     from faceres.core.errors import ConfigError
 
-    if args.examples < 1:
-        raise ConfigError(f"--examples {args.examples}: allowed: an integer >= 1 (test images on the page)")
     methods = _study_methods(args)
     ids = [p.stem for p in list_images(args.input)]
-    examples = sorted(random.Random(args.seed).sample(ids, min(args.examples, len(ids))))
+    if not 1 <= args.examples <= len(ids):
+        raise ConfigError(f"--examples {args.examples}: allowed: 1..{len(ids)} (the test images in {args.input})")
+    examples = sorted(random.Random(args.seed).sample(ids, args.examples))
     key = build_questionnaire(examples, methods, args.input, args.gt, args.out, args.key, seed=args.seed)
     print(f"questionnaire: {len(examples)} examples x {len(methods)} methods ({', '.join(methods)}) -> {args.out}; "
           f"answer key ({len(key)} rows) -> {args.key}: keep it from the raters")
