@@ -237,6 +237,12 @@ def _cmd_replay(args: argparse.Namespace) -> None:
     print(out)
 
 
+def _cmd_plots_template(args: argparse.Namespace) -> None:
+    from faceres.pipeline.plots_page import write_plots_template
+
+    print(f"plots-template: -> {write_plots_template(args.out)} (dvc plots show draws offline with it)")
+
+
 def _stage_parser(sub, name: str, help: str, *, tasks: bool = False) -> argparse.ArgumentParser:
     """A pipeline-stage verb: params.yaml and -S overrides, --no-track, and (``tasks``) one or more --task."""
     p = sub.add_parser(name, help=help)
@@ -416,6 +422,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default=None, help="write the verified cache record (name, source, sha256) here")
     p.set_defaults(func=_cmd_weights)
+
+    from faceres.pipeline.plots_page import PLOTS_TEMPLATE
+
+    p = sub.add_parser(
+        "plots-template", help="write the HTML template that lets `dvc plots show` draw offline",
+        description="Write DVC's plots page template with Vega, Vega-Lite and Vega-Embed inlined (from the "
+                    "vl-convert-python package) instead of loaded from a CDN, where .dvc/config's "
+                    "plots.html_template points; make setup runs it.")
+    p.add_argument("--out", default=str(PLOTS_TEMPLATE), help="the template file (default: %(default)s)")
+    p.set_defaults(func=_cmd_plots_template)
 
     p = sub.add_parser("replay", help="re-synthesize one degraded image from its manifest row")
     p.add_argument("degraded", help="a task's degraded folder, e.g. data/degraded/bfr")
