@@ -59,8 +59,10 @@ def _cmd_degrade(args: argparse.Namespace) -> None:
 
 def _cmd_restore(args: argparse.Namespace) -> None:
     from faceres.models.io import load_generator
-    from faceres.restore.folder import restore_folder, restore_with_seeds
+    from faceres.restore.folder import check_out_apart, restore_folder, restore_with_seeds
+    from faceres.restore.photos import FACES_FOLDER
 
+    check_out_apart(args.input, args.out, also_writes=() if args.aligned else (FACES_FOLDER,))  # before any loading
     generator = load_generator(args.generator, device="cuda" if args.cuda else "cpu")
     if not args.aligned:
         from faceres.restore.photos import choose_template, load_face_detector, restore_photos
