@@ -9,12 +9,19 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup browser repro study test test-fast clean-venv
 
+# `dvc plots show`'s page template with the Vega libraries inlined (.dvc/config plots.html_template): the
+# interactive plots then draw offline, where DVC's own page loads them from a CDN.
+PLOTS_TEMPLATE := .dvc/plots/offline.html
+
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-setup: $(STAMP)
+$(PLOTS_TEMPLATE): $(STAMP)
+	$(BIN)/faceres plots-template --out $@
+
+setup: $(STAMP) $(PLOTS_TEMPLATE)
 
 repro: setup
 	$(BIN)/dvc repro

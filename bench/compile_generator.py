@@ -7,7 +7,7 @@ output difference between the two (same weights and inputs).
 
 Measured 2026-12-02 on this 2-core machine, quiet: eager 0.169 s, compile 599 s, compiled 0.221 s (0.77x the
 eager speed), outputs equal to 5.5e-6. Ten minutes of compilation per process and a slower step: the training
-step stays eager (README, "Benchmarks").
+step stays eager (bench/README.md).
 
     .venv/bin/python bench/compile_generator.py [--repeats 5] [--mode default|reduce-overhead|max-autotune]
 """

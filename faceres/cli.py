@@ -20,6 +20,7 @@ from faceres.config.schema import TASKS
 from faceres.core.errors import user_errors_exit
 from faceres.pipeline import train
 from faceres.pipeline.layout import Layout, ground_truth_dir
+from faceres.restore import MAX_PHOTO_PIXELS
 from faceres.train.outputs import GENERATOR_FILE
 
 LAYOUT = Layout()  # every path default below: the pipeline's layout, relative to the working directory
@@ -58,14 +59,18 @@ def _cmd_degrade(args: argparse.Namespace) -> None:
 
 def _cmd_restore(args: argparse.Namespace) -> None:
     from faceres.models.io import load_generator
-    from faceres.restore.folder import restore_folder, restore_with_seeds
+    from faceres.restore.folder import check_out_apart, restore_folder, restore_with_seeds
+    from faceres.restore.photos import FACES_FOLDER
 
+    check_out_apart(args.input, args.out, also_writes=() if args.aligned else (FACES_FOLDER,))  # before any loading
     generator = load_generator(args.generator, device="cuda" if args.cuda else "cpu")
     if not args.aligned:
-        from faceres.restore.photos import load_face_detector, load_template, restore_photos
+        from faceres.restore.photos import choose_template, load_face_detector, restore_photos
 
         detector = load_face_detector()
-        template = load_template(args.aligned_like, detector)
+        template, which = choose_template(args.generator, args.aligned_like,
+                                          ground_truth_dir(LAYOUT.prepared, "train"), detector)
+        print(f"restore: {which}")
         for note in restore_photos(args.input, args.out, generator, template, detector, strict=args.strict):
             print(f"restore: {note}")
         print(f"restore: -> {args.out} (whole photos) and {Path(args.out) / 'faces'} (aligned crops, in and out)")
@@ -144,11 +149,11 @@ def _cmd_questionnaire(args: argparse.Namespace) -> None:
 
     from faceres.core.errors import ConfigError
 
-    if args.examples < 1:
-        raise ConfigError(f"--examples {args.examples}: allowed: an integer >= 1 (test images on the page)")
     methods = _study_methods(args)
     ids = [p.stem for p in list_images(args.input)]
-    examples = sorted(random.Random(args.seed).sample(ids, min(args.examples, len(ids))))
+    if not 1 <= args.examples <= len(ids):
+        raise ConfigError(f"--examples {args.examples}: allowed: 1..{len(ids)} (the test images in {args.input})")
+    examples = sorted(random.Random(args.seed).sample(ids, args.examples))
     key = build_questionnaire(examples, methods, args.input, args.gt, args.out, args.key, seed=args.seed)
     print(f"questionnaire: {len(examples)} examples x {len(methods)} methods ({', '.join(methods)}) -> {args.out}; "
           f"answer key ({len(key)} rows) -> {args.key}: keep it from the raters")
@@ -241,38 +246,55 @@ def _cmd_replay(args: argparse.Namespace) -> None:
     print(out)
 
 
-def _stage_parser(sub, name: str, help: str, *, tasks: bool = False) -> argparse.ArgumentParser:
+def _cmd_plots_template(args: argparse.Namespace) -> None:
+    from faceres.pipeline.plots_page import write_plots_template
+
+    print(f"plots-template: -> {write_plots_template(args.out)} (dvc plots show draws offline with it)")
+
+
+def _stage_parser(sub, name: str, help: str, description: str, *, tasks: bool = False) -> argparse.ArgumentParser:
     """A pipeline-stage verb: params.yaml and -S overrides, --no-track, and (``tasks``) one or more --task."""
-    p = sub.add_parser(name, help=help)
+    p = sub.add_parser(name, help=help, description=description)
     add_params_arguments(p)
     p.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
     if tasks:
-        p.add_argument("--task", action="append", choices=list(TASKS), required=True)
+        p.add_argument("--task", action="append", choices=list(TASKS), required=True,
+                       help=f"a degradation task, repeatable: {', '.join(TASKS)}")
     return p
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="faceres", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="faceres", description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more detail (debug messages)")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("config", help="validate params.yaml and print the effective parameters")
+    p = sub.add_parser("config", help="validate params.yaml and print the effective parameters",
+                       description="Validate params.yaml with the -S overrides (one line per bad value) and print "
+                                   "the effective parameters as JSON, the profile's scale included.")
     add_params_arguments(p)
     p.add_argument("--reference", action="store_true",
                    help="print the parameter reference (every key, its default, its meaning) as Markdown")
     p.set_defaults(func=_cmd_config)
 
-    p = _stage_parser(sub, "prepare", "render or import face images at the profile resolution")
+    p = _stage_parser(sub, "prepare", "render or import face images at the profile resolution",
+                      "The prepare stage: render synthetic faces (data.source: synthetic) or import a folder of "
+                      "aligned photos (folder) at the profile's resolution, split them by identity into train, "
+                      "validation and test, and write the manifest.")
     p.add_argument("--out", default=str(LAYOUT.prepared), help="output directory (default: %(default)s)")
     p.set_defaults(func=_cmd_prepare)
 
-    p = _stage_parser(sub, "degrade", "synthesize degraded inputs (bfr, sr8, sr16) for the prepared faces", tasks=True)
+    p = _stage_parser(sub, "degrade", "synthesize degraded inputs (bfr, sr8, sr16) for the prepared faces",
+                      "The degrade stage: the degraded inputs of each task (blind restoration, 8x and 16x super-"
+                      "resolution), each image with its seed and exact parameters in the task's manifest.", tasks=True)
     p.add_argument("--data", default=str(LAYOUT.prepared), help="prepared dataset (default: %(default)s)")
     p.add_argument("--out", default=str(LAYOUT.degraded), help="output root; one folder per task (default: %(default)s)")
     p.set_defaults(func=_cmd_degrade)
 
-    p = sub.add_parser("train", help="train one arm (main or an ablation arm); resumes an interrupted run")
+    p = sub.add_parser("train", help="train one arm (main or an ablation arm); resumes an interrupted run",
+                       description="Train one arm on the prepared faces (the train stage), or copy it from the run "
+                                   "cache when an identical run exists; an interrupted run resumes from its last "
+                                   "checkpoint. Writes OUT/generator.pt, curve.csv and train.json.")
     train.add_train_arguments(p)
     p.set_defaults(func=train.run_from_args)
 
@@ -280,16 +302,23 @@ def build_parser() -> argparse.ArgumentParser:
         "restore", help="restore the faces of your photos (or, --aligned, a folder of aligned faces)",
         description="Detect every face (dlib), align it as the training faces were aligned, restore it at the "
                     "generator's resolution and paste it back with a soft mask; writes OUT/<name>.png and the "
-                    "crops under OUT/faces/. A photo without a face is passed through unchanged, with a note.",
-        epilog="example: faceres restore --generator models/main/generator.pt --input photo.jpg --out restored")
-    p.add_argument("--generator", required=True, help="generator.pt written by the train stage")
+                    "crops under OUT/faces/. A photo without a face is passed through unchanged, with a note. "
+                    "It never overwrites an input: OUT may not be, or lie inside, the input folder; x.jpg and "
+                    "x.png in one folder become x.jpg.png and x.png.png. A photo over "
+                    f"{MAX_PHOTO_PIXELS / 1e6:.0f} megapixels, or unreadable, is one line and the rest of the "
+                    "folder still runs (the exit status is then 2).",
+        epilog="example: faceres restore --generator docs/results/generator.pt --input photo.jpg --out restored")
+    p.add_argument("--generator", required=True,
+                   help="generator.pt written by the train stage, or the published docs/results/generator.pt")
     p.add_argument("--input", required=True, help="a photo or a folder of photos (any mode and bit depth)")
-    p.add_argument("--out", required=True, help="output folder (PNG, same names)")
+    p.add_argument("--out", required=True,
+                   help="output folder (PNG, the inputs' names), outside the input folder")
     p.add_argument("--aligned", action="store_true",
                    help="the inputs are aligned faces at the generator's resolution: restore them as they are")
-    p.add_argument("--aligned-like", default=str(ground_truth_dir(LAYOUT.prepared, "train")),
-                   help="aligned faces of the kind the model was trained on, to align photos like them, or the "
-                        "alignment_template.json published beside a generator (default: %(default)s)")
+    p.add_argument("--aligned-like", default=None,
+                   help="aligned faces of the kind the model was trained on, to align photos like them, or an "
+                        "alignment_template.json (default: the template the generator file carries, as the "
+                        f"published one does; else the faces in {ground_truth_dir(LAYOUT.prepared, 'train')})")
     p.add_argument("--strict", action="store_true", help="a photo without a face is an error, not passed through")
     p.add_argument("--noise-seeds", type=int, default=0, help="with --aligned: N > 0 stochastic samples in seed*/")
     p.add_argument("--batch", type=int, default=16, help="with --aligned: images per forward pass")
@@ -347,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_questionnaire)
 
     p = sub.add_parser("votes", help="Preference (%%) per method with 95%% Wilson intervals from raters' votes CSVs",
+                       description="Decode the raters' votes with the questionnaire's answer key (votes for "
+                                   "another questionnaire are refused) and print each method's share of the votes "
+                                   "with a 95% Wilson score interval.",
                        epilog="example: faceres votes votes-*.csv --key study-key.csv; or list the files in "
                               "params.yaml report.votes for Table 8")
     p.add_argument("votes", nargs="+", help="votes CSVs exported from the questionnaire page")
@@ -355,60 +387,78 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_votes)
 
     p = sub.add_parser("cache", help="list the caches ($FACERES_CACHE) and their sizes, or prune one",
+                       description="List the caches (training runs, FID statistics, pretrained weights) with their "
+                                   "sizes and ages, or prune the runs or FID statistics (the weights are kept).",
                        epilog="examples: faceres cache; faceres cache prune fid_stats --older-than 30 --dry-run")
-    p.add_argument("action", nargs="?", choices=["list", "prune"], default="list")
+    p.add_argument("action", nargs="?", choices=["list", "prune"], default="list",
+                   help="list (default) or prune")
     p.add_argument("part", nargs="?", default=None, help="with prune: runs or fid_stats")
     p.add_argument("--older-than", type=float, default=0.0, metavar="DAYS",
                    help="with prune: only entries unmodified for DAYS (default: all)")
     p.add_argument("--dry-run", action="store_true", help="with prune: list what would go, remove nothing")
     p.set_defaults(func=_cmd_cache)
 
-    p = _stage_parser(sub, "restore-arm", "restore the degraded test sets with a trained arm (pipeline stage)", tasks=True)
-    p.add_argument("arm")
-    p.add_argument("--models", default=str(LAYOUT.models))
-    p.add_argument("--degraded", default=str(LAYOUT.degraded))
-    p.add_argument("--out", default=str(LAYOUT.restored))
+    p = _stage_parser(sub, "restore-arm", "restore the degraded test sets with a trained arm (pipeline stage)",
+                      "The restore stage: restore each task's degraded test inputs with an arm's generator, once "
+                      "per noise seed (restore.noise_seeds), into OUT/ARM/TASK/seed*/.", tasks=True)
+    p.add_argument("arm", help="main, an ablation arm or a replicate <arm>_s<seed>")
+    p.add_argument("--models", default=str(LAYOUT.models), help="trained arms, one folder each (default: %(default)s)")
+    p.add_argument("--degraded", default=str(LAYOUT.degraded), help="degraded inputs (default: %(default)s)")
+    p.add_argument("--out", default=str(LAYOUT.restored), help="output root (default: %(default)s)")
     p.set_defaults(func=_cmd_restore_arm)
 
-    p = _stage_parser(sub, "evaluate-method", "metrics of a method on the test split (pipeline stage)", tasks=True)
+    p = _stage_parser(sub, "evaluate-method", "metrics of a method on the test split (pipeline stage)",
+                      "The evaluate stage: PSNR, SSIM, LPIPS, identity distance, FID and precision/recall of a "
+                      "method's restorations against the ground truth, into OUT/METHOD/TASK.json.", tasks=True)
     p.add_argument("method", help="main, an ablation arm, deg, or a method of params.yaml external")
-    p.add_argument("--data", default=str(LAYOUT.prepared))
-    p.add_argument("--degraded", default=str(LAYOUT.degraded))
-    p.add_argument("--restored", default=str(LAYOUT.restored))
-    p.add_argument("--out", default=str(LAYOUT.metrics))
+    p.add_argument("--data", default=str(LAYOUT.prepared), help="prepared dataset: the ground truth (default: %(default)s)")
+    p.add_argument("--degraded", default=str(LAYOUT.degraded), help="degraded inputs (default: %(default)s)")
+    p.add_argument("--restored", default=str(LAYOUT.restored), help="restorations (default: %(default)s)")
+    p.add_argument("--out", default=str(LAYOUT.metrics), help="metrics root (default: %(default)s)")
     p.set_defaults(func=_cmd_evaluate_method)
 
-    p = sub.add_parser("eval", help="score any folder of restorations against a ground-truth folder")
+    p = sub.add_parser("eval", help="score any folder of restorations against a ground-truth folder",
+                       description="Pair two folders by file name and write the aggregate metrics (JSON) and the "
+                                   "per-image values (CSV), as the pipeline's evaluate stage computes them.",
+                       epilog="example: faceres eval --pred restored --gt data/prepared/images/test --metrics "
+                              "psnr,ssim,lpips --out scores.json")
     p.add_argument("--pred", required=True, help="restored images (paired with --gt by file name)")
     p.add_argument("--gt", required=True, help="ground-truth images")
     p.add_argument("--metrics", default="psnr,ssim,lpips,fid,ipr,ipr_inception",
                    help="comma-separated: psnr, ssim, lpips, fid, ipr (identity), ipr_inception")
     p.add_argument("--out", required=True, help="aggregate JSON (the per-image CSV goes beside it)")
     p.add_argument("--per-image", default=None, help="per-image CSV (default: OUT with .csv)")
-    p.add_argument("--lpips-net", default="vgg", choices=["vgg", "alex"])
+    p.add_argument("--lpips-net", default="vgg", choices=["vgg", "alex"], help="LPIPS backbone (default: %(default)s)")
     p.add_argument("-k", type=int, action="append", default=None, help="neighbourhood sizes (default 1..4)")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--crop-border", type=int, default=0)
+    p.add_argument("--batch", type=int, default=32, help="images per forward pass (default: %(default)s)")
+    p.add_argument("--crop-border", type=int, default=0,
+                   help="pixels cut from each side before PSNR/SSIM, as BasicSR does (default: %(default)s)")
     p.add_argument("--y-channel", action="store_true", help="PSNR/SSIM on the Y channel (BT.601)")
-    p.add_argument("--cuda", action="store_true")
+    p.add_argument("--cuda", action="store_true", help="run the networks on the GPU")
     p.set_defaults(func=_cmd_eval)
 
-    p = _stage_parser(sub, "report", "tables 6, 7, 8, alpha, Figure 8, qualitative figures, report.md/html")
-    p.add_argument("--metrics", default=str(LAYOUT.metrics))
-    p.add_argument("--data", default=str(LAYOUT.prepared))
-    p.add_argument("--degraded", default=str(LAYOUT.degraded))
-    p.add_argument("--restored", default=str(LAYOUT.restored))
-    p.add_argument("--out", default=str(LAYOUT.reports))
+    p = _stage_parser(sub, "report", "tables 6, 7, 8, alpha, Figure 8, qualitative figures, report.md/html",
+                      "The report stage: every table and figure beside the paper's numbers, report.md and "
+                      "report.html, the plots' data and summary.json (the headline numbers DVC compares).")
+    p.add_argument("--metrics", default=str(LAYOUT.metrics), help="metrics root (default: %(default)s)")
+    p.add_argument("--data", default=str(LAYOUT.prepared), help="prepared dataset (default: %(default)s)")
+    p.add_argument("--degraded", default=str(LAYOUT.degraded), help="degraded inputs (default: %(default)s)")
+    p.add_argument("--restored", default=str(LAYOUT.restored), help="restorations (default: %(default)s)")
+    p.add_argument("--out", default=str(LAYOUT.reports), help="output folder (default: %(default)s)")
     p.add_argument("--weights-record", default=str(LAYOUT.weights_record), help="the weights stage's record")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("model-summary", help="parameter counts of the generator and discriminator")
-    p.add_argument("--resolution", type=int, default=512)
-    p.add_argument("--width", type=float, default=1.0)
-    p.add_argument("--skips", type=int, default=4)
+    p = sub.add_parser("model-summary", help="parameter counts of the generator and discriminator",
+                       description="Build the generator and discriminator at a size and print their layers' "
+                                   "parameter counts (the paper's model: the defaults).")
+    p.add_argument("--resolution", type=int, default=512, help="image side in pixels (default: %(default)s)")
+    p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (default: %(default)s)")
+    p.add_argument("--skips", type=int, default=4, help="encoder->decoder skip connections (default: %(default)s)")
     p.set_defaults(func=_cmd_model_summary)
 
-    p = sub.add_parser("weights", help="materialize and verify the pretrained networks in the local cache")
+    p = sub.add_parser("weights", help="materialize and verify the pretrained networks in the local cache",
+                       description="Fill the pretrained-weights cache (VGG16, AlexNet, FID Inception, dlib) from "
+                                   "the sources in order and verify each file's sha256 (the weights stage).")
     p.add_argument("--network", action="append", help="only this network (repeatable; default: all)")
     p.add_argument(
         "--sources",
@@ -418,9 +468,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write the verified cache record (name, source, sha256) here")
     p.set_defaults(func=_cmd_weights)
 
-    p = sub.add_parser("replay", help="re-synthesize one degraded image from its manifest row")
+    from faceres.pipeline.plots_page import PLOTS_TEMPLATE
+
+    p = sub.add_parser(
+        "plots-template", help="write the HTML template that lets `dvc plots show` draw offline",
+        description="Write DVC's plots page template with Vega, Vega-Lite and Vega-Embed inlined (from the "
+                    "vl-convert-python package) instead of loaded from a CDN, where .dvc/config's "
+                    "plots.html_template points; make setup runs it.")
+    p.add_argument("--out", default=str(PLOTS_TEMPLATE), help="the template file (default: %(default)s)")
+    p.set_defaults(func=_cmd_plots_template)
+
+    p = sub.add_parser("replay", help="re-synthesize one degraded image from its manifest row",
+                       description="Degrade one ground-truth image again from its row of the task's manifest "
+                                   "(seed and parameters): the same pixels as the degrade stage wrote.")
     p.add_argument("degraded", help="a task's degraded folder, e.g. data/degraded/bfr")
-    p.add_argument("image_id")
+    p.add_argument("image_id", help="the image's id (its file name without extension)")
     p.add_argument("--data", default=str(LAYOUT.prepared), help="prepared dataset holding the ground truth")
     p.add_argument("--out", required=True, help="output PNG")
     p.set_defaults(func=_cmd_replay)

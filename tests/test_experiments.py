@@ -63,7 +63,7 @@ def project(tmp_path_factory) -> tuple[Path, dict]:
     env = {**outer, "FACERES_CACHE": str(root / "cache"), "OMP_NUM_THREADS": "1",
            "FACERES_WEIGHT_SOURCES": os.environ.get("FACERES_WEIGHT_SOURCES", "hub_cache,pypi")}
     shutil.copytree(weights_dir(), root / "cache" / "weights")
-    # Arms in parallel, as on a cluster (one job per arm, README "Arms in parallel"): after the data stages,
+    # Arms in parallel, as on a cluster (one job per arm, docs/gpu-and-cluster.md "Arms in parallel"): after the data stages,
     # two arms train at once in separate processes sharing FACERES_CACHE; the pipeline then reuses them.
     run_dvc(["repro", "prepare", "weights"], repo, env).check()
     jobs = [subprocess.Popen([str(Path(shutil.which("faceres") or "faceres")), "train", arm, "--no-track",

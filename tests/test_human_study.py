@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import math
 import re
 import time
@@ -49,7 +50,8 @@ def _page_images(page: str) -> list[np.ndarray]:
 
 def test_questionnaire_page_and_key(study):
     page, key = study["page"].read_text(), study["key"]
-    assert list(key.columns) == ["example", "label", "method"] and len(key) == len(EXAMPLES) * len(METHODS)
+    assert list(key.columns) == ["example", "label", "method", "questionnaire"]
+    assert len(key) == len(EXAMPLES) * len(METHODS)
     for example in EXAMPLES:
         rows = key[key["example"] == example]
         assert list(rows["label"]) == ["A", "B", "C", "D"] and sorted(rows["method"]) == sorted(METHODS)
@@ -81,6 +83,49 @@ def test_questionnaire_order_is_seeded(study, tmp_path):
     assert not other.equals(study["key"])
     with pytest.raises(DataError, match="no image '999999'"):
         build_questionnaire(["999999"], study["dirs"], study["input"], study["gt"], tmp_path / "p.html", tmp_path / "k.csv", seed=1)
+
+
+def _page_id(page: Path) -> str:
+    (questionnaire,) = re.findall(r'<form id="study" data-questionnaire="([0-9a-f]+)"', page.read_text())
+    return questionnaire
+
+
+def test_votes_are_decoded_only_with_the_key_of_the_questionnaire_they_answered(study, tmp_path):
+    # the review's case: a second questionnaire on the same examples, the methods in other orders
+    other_page, other_key_csv = tmp_path / "other.html", tmp_path / "other-key.csv"
+    other_key = build_questionnaire(EXAMPLES, study["dirs"], study["input"], study["gt"], other_page, other_key_csv,
+                                    seed=8)
+    first, second = _page_id(study["page"]), _page_id(other_page)
+    assert first != second
+    assert set(study["key"]["questionnaire"]) == {first} and set(other_key["questionnaire"]) == {second}
+    # alice picks ours everywhere on the first page, as its export writes it
+    label_of = {e: {m: label for label, m in labels.items()} for e, labels in read_key(study["key_csv"]).items()}
+    votes = tmp_path / "votes-alice.csv"
+    votes.write_text("rater,example,choice_label,questionnaire\n" + "".join(
+        f"alice,{e},{label_of[e][METHODS[3]]},{first}\n" for e in EXAMPLES))
+    assert aggregate_votes(votes, study["key_csv"]).loc[METHODS[3], "preference_pct"] == 100
+    with pytest.raises(DataError) as info:
+        aggregate_votes(votes, other_key_csv)
+    assert str(info.value) == (f"{votes}: line 2: votes for questionnaire {first!r}, but the answer key "
+                               f"{other_key_csv} is questionnaire {second!r}; allowed: the key written with the page "
+                               "this rater answered (faceres questionnaire --key)")
+
+
+def test_votes_or_a_key_without_the_questionnaire_column_are_read_with_a_warning(study, tmp_path, caplog):
+    label_of = {e: {m: label for label, m in labels.items()} for e, labels in read_key(study["key_csv"]).items()}
+    votes = tmp_path / "hand-written.csv"
+    votes.write_text("rater,example,choice_label\n" + "".join(f"r,{e},{label_of[e][METHODS[0]]}\n" for e in EXAMPLES))
+    logger = logging.getLogger("faceres")  # faceres's console set-up may have stopped it propagating to caplog's
+    logger.addHandler(caplog.handler)
+    try:
+        assert aggregate_votes(votes, study["key_csv"]).loc[METHODS[0], "votes"] == len(EXAMPLES)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert f"{votes}: no questionnaire column (not exported by the page)" in caplog.text
+    mixed = tmp_path / "mixed-key.csv"
+    mixed.write_text(study["key_csv"].read_text().replace(_page_id(study["page"]), "000000000000", 1))
+    with pytest.raises(DataError, match=r"mixed-key.csv: rows of 2 questionnaires \(000000000000, [0-9a-f]{12}\)"):
+        aggregate_votes(votes, mixed)
 
 
 def _key_csv(path: Path) -> Path:
@@ -159,7 +204,10 @@ def test_questionnaire_in_chromium(study, browser, tmp_path):
         browser.find_element(By.ID, "export").click()
         text = browser.find_element(By.ID, "votes-csv").get_property("value")
         answered = sum(m is not None for m in plan)
-        assert text.splitlines()[0] == "rater,example,choice_label" and len(text.splitlines()) == 1 + answered
+        assert text.splitlines()[0] == "rater,example,choice_label,questionnaire"
+        assert len(text.splitlines()) == 1 + answered
+        # every vote names the questionnaire the key was written with
+        assert {line.split(",")[-1] for line in text.splitlines()[1:]} == set(study["key"]["questionnaire"])
         assert f"Exported {answered} of {len(EXAMPLES)} answers" in browser.find_element(By.ID, "status").text
         path = tmp_path / f"votes-{len(votes_files)}.csv"
         path.write_text(text, newline="")
@@ -202,6 +250,19 @@ def test_the_questionnaire_and_votes_commands(study, tmp_path, capsys):
     low = (1 + z * z / (2 * n) - z * math.sqrt(z * z / (4 * n * n))) / (1 + z * z / n)  # Wilson, p = 1
     assert table["meth_ours_x"]["ci_low_pct"] == pytest.approx(100 * low, abs=0.05)
     assert table["meth_gpen_x"]["preference_pct"] == 0 and table["meth_gpen_x"]["votes"] == 0
+
+
+def test_more_examples_than_test_images_is_one_line_not_a_silent_cap(study, tmp_path, capsys):
+    from faceres.cli import main
+
+    page, key_csv = tmp_path / "cli" / "page.html", tmp_path / "cli" / "key.csv"
+    methods = [f"--method={m}={study['dirs'][m]}" for m in METHODS[2:]]
+    capsys.readouterr()
+    assert main(["questionnaire", *methods, "--examples", str(len(EXAMPLES) + 1), "--input", str(study["input"]),
+                 "--gt", str(study["gt"]), "--out", str(page), "--key", str(key_csv)]) == 2
+    assert capsys.readouterr().err == (f"error: --examples {len(EXAMPLES) + 1}: allowed: 1..{len(EXAMPLES)} (the test "
+                                       f"images in {study['input']})\n")
+    assert not page.exists() and not key_csv.exists()
 
 
 def test_the_questionnaire_command_needs_two_methods(tmp_path):

@@ -1,5 +1,5 @@
-"""The parameter reference: every key of params.yaml has a meaning beside its field, and README.md shows the
-table generated from them."""
+"""The parameter reference: every key of params.yaml has a meaning beside its field, and docs/parameters.md
+shows the table generated from them (the README links it)."""
 
 from __future__ import annotations
 
@@ -29,9 +29,10 @@ def test_field_docs_are_read_from_the_schema_and_an_undocumented_key_shows_up():
     assert leaf_docs(params)["train.unknown_key"] is None
 
 
-def test_the_readme_shows_the_generated_reference():
-    readme = (REPO / "README.md").read_text()
-    start, end = readme.index(README_START) + len(README_START), readme.index(README_END)
-    assert readme[start:end].strip() == reference_markdown(_params()), (
-        "README's parameter reference is out of date: paste the output of `faceres config --reference`")
-    assert "| `profiles.<profile>.batch` | cpu `8`, gpu `16`, study `8`, paper `32` |" in readme
+def test_docs_parameters_shows_the_generated_reference_and_the_readme_links_it():
+    reference = (REPO / "docs" / "parameters.md").read_text()
+    start, end = reference.index(README_START) + len(README_START), reference.index(README_END)
+    assert reference[start:end].strip() == reference_markdown(_params()), (
+        "docs/parameters.md is out of date: paste the output of `faceres config --reference` between its markers")
+    assert "| `profiles.<profile>.batch` | cpu `8`, gpu `16`, study `8`, paper `32` |" in reference
+    assert "`docs/parameters.md`" in (REPO / "README.md").read_text()

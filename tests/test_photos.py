@@ -148,9 +148,64 @@ def test_the_command_restores_a_grey_16bit_photo_into_whole_image_and_crops(face
 
 def test_restore_photos_writes_each_photo_of_a_folder(faces, detector, template, tmp_path):
     photo, _ = _photo(faces[100:101], 2.0)
-    Image.fromarray(photo).save(tmp_path / "a.jpg", quality=95)
-    Image.fromarray(np.full((120, 160, 3), GREY, np.uint8)).convert("RGBA").save(tmp_path / "b.png")
-    notes = restore_photos(tmp_path, tmp_path / "out", Constant(0.0), template, detector)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(photo).save(photos / "a.jpg", quality=95)
+    Image.fromarray(np.full((120, 160, 3), GREY, np.uint8)).convert("RGBA").save(photos / "b.png")
+    notes = list(restore_photos(photos, tmp_path / "out", Constant(0.0), template, detector))
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["a.png", "b.png"]
     assert any(n.endswith("b.png: converted to 8-bit RGB") for n in notes)
     assert any(n.endswith("b.png: no face found; passed through unchanged") for n in notes)
+
+
+def test_the_published_generator_aligns_like_its_own_training_faces_from_any_folder(faces, detector, template,
+                                                                                   tmp_path):
+    """No --aligned-like, and a working directory without data/prepared: the template the generator file
+    carries (as publish-results writes it) places the crop's landmarks, and the command says so."""
+    from faceres.models.io import save_generator
+    from faceres.models.build import ModelConfig, generator_from_config
+    from faceres.restore.photos import attach_template
+
+    config = ModelConfig(resolution=RESOLUTION, skips=4, width=0.125)
+    save_generator(tmp_path / "trained.pt", generator_from_config(config), config)
+    # a template unlike the default CelebA crop (the face a fifth smaller, lower in the crop): only the
+    # generator's own template puts the landmarks there
+    carried = 0.5 + (template - 0.5) * 0.8 + [0.0, 0.05]
+    attach_template(tmp_path / "trained.pt", carried, "its training faces", out=tmp_path / "published.pt")
+    photo, _ = _photo(faces[100:101], 2.0)
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run([sys.executable, "-m", "faceres.cli", "restore", "--generator",
+                             str(tmp_path / "published.pt"), "--input", str(tmp_path / "photo.png"), "--out", "out"],
+                            capture_output=True, text=True, cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == ("restore: aligning faces like the generator's training faces (the "
+                                             f"template in {tmp_path / 'published.pt'}, measured on its training faces)")
+    crop = read_rgb(elsewhere / "out" / "faces" / "photo_0_input.png")
+    big = np.asarray(Image.fromarray(crop).resize((DETECT_SIZE, DETECT_SIZE), Image.Resampling.BICUBIC))
+    (landmarks,) = detector(big, upsample=0)
+    assert np.abs(landmarks / DETECT_SIZE - carried).max() < 0.03, (landmarks / DETECT_SIZE, carried)
+
+
+def test_the_command_refuses_to_write_into_the_photos_folder_in_one_line(faces, template, tmp_path, capsys):
+    from faceres.cli import main
+    from faceres.models.io import save_generator
+    from faceres.models.build import ModelConfig, generator_from_config
+    from faceres.restore.photos import save_template
+
+    config = ModelConfig(resolution=RESOLUTION, skips=4, width=0.125)
+    save_generator(tmp_path / "generator.pt", generator_from_config(config), config)
+    save_template(template, tmp_path / "template.json", "celeba crops")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    photo, _ = _photo(faces[100:101], 2.0)
+    Image.fromarray(photo).convert("RGBA").save(photos / "p.png")  # the review's RGBA original
+    original = (photos / "p.png").read_bytes()
+    capsys.readouterr()
+    assert main(["restore", "--generator", str(tmp_path / "generator.pt"), "--aligned-like",
+                 str(tmp_path / "template.json"), "--input", str(photos), "--out", str(photos)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: output folder {photos} is the input folder {photos}; allowed: an output folder outside it "
+        "(restore never writes beside the originals, so none can be overwritten)\n")
+    assert (photos / "p.png").read_bytes() == original and sorted(photos.iterdir()) == [photos / "p.png"]

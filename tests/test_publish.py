@@ -10,8 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import torch
+
 from faceres.core.errors import DataError
-from faceres.restore.photos import DETECT_SIZE, load_template
+from faceres.models.build import ModelConfig, generator_from_config
+from faceres.models.io import load_generator, save_generator
+from faceres.restore.photos import DETECT_SIZE, attach_template, choose_template, generator_template, load_template
 from faceres.pipeline.publish import BEGIN, END, keep_rows, publish_results, update_readme
 
 TABLE8 = """**Table 8: comparison**
@@ -53,6 +57,14 @@ def test_update_readme_replaces_only_between_the_markers(tmp_path):
     assert readme.read_text() == "no markers\n"  # nothing lost
 
 
+def _trained_generator(path):
+    """A generator file as training writes it (save_generator: no alignment template)."""
+    config = ModelConfig(resolution=64, skips=2, width=0.125)
+    torch.manual_seed(0)
+    save_generator(path, generator_from_config(config), config, arm="main", step=22)
+    return path
+
+
 def _finished_run(root):
     reports = root / "reports"
     for folder in ("tables", "figures", "plots", "pdf"):
@@ -65,9 +77,7 @@ def _finished_run(root):
     (reports / "tables" / "table6.md").write_text("**Table 6**\n\n| n | Run |\n|---|---|\n| 0 | skips0 |\n")
     Image.new("RGB", (8, 8)).save(reports / "figures" / "qualitative_1.png")
     (reports / "pdf" / "figure8.pdf").write_bytes(b"%PDF")
-    generator = root / "models" / "main" / "generator.pt"
-    generator.parent.mkdir(parents=True)
-    generator.write_bytes(b"weights" * 1000)
+    generator = _trained_generator(root / "models" / "main" / "generator.pt")
     faces = root / "faces"
     faces.mkdir()
     for i in range(6):
@@ -85,8 +95,16 @@ def test_publish_results_copies_the_run_hashes_the_generator_and_rewrites_the_re
 
     published = publish_results(reports, generator, faces, out, readme=readme, detector=OneFace())
 
-    digest = hashlib.sha256(generator.read_bytes()).hexdigest()
+    digest = hashlib.sha256((out / "generator.pt").read_bytes()).hexdigest()
     assert published == {"generator": str(out / "generator.pt"), "sha256": digest}
+    # the published generator: the trained weights, plus the template of its training faces
+    trained, public = torch.load(generator, weights_only=True), torch.load(out / "generator.pt", weights_only=True)
+    assert public.keys() - trained.keys() == {"alignment_template"}
+    assert all(torch.equal(public["state_dict"][k], v) for k, v in trained["state_dict"].items())
+    landmarks, measured_on = generator_template(out / "generator.pt")
+    np.testing.assert_allclose(landmarks, LANDMARKS / DETECT_SIZE, atol=1e-6)
+    assert measured_on == str(faces)
+    assert generator_template(generator) is None  # training's own file is left as training wrote it
     assert (out / "generator.pt.sha256").read_text() == f"{digest}  generator.pt\n"
     assert subprocess.run(["sha256sum", "-c", "generator.pt.sha256"], cwd=out, capture_output=True).returncode == 0
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
@@ -172,3 +190,62 @@ def test_verdict_changes_set_the_last_study_beside_this_one(tmp_path):
     assert "| C | psnr, x2-4 | not checked | — | **shown** | +0.2 |" in markdown
     first = verdict_changes(None, tmp_path / "new.csv")  # nothing published before
     assert set(first["verdict_before"]) == {"not checked"}
+
+
+# --- the generator file carries its alignment template (issue 25, item 4) ------------------------------------
+
+def test_a_generator_with_its_template_still_loads_and_restores_as_before(tmp_path):
+    trained = _trained_generator(tmp_path / "generator.pt")
+    attach_template(trained, LANDMARKS / DETECT_SIZE, "celeba train faces", out=tmp_path / "published.pt")
+    images = torch.rand(2, 3, 64, 64) * 2 - 1
+    plain, carrying = load_generator(trained), load_generator(tmp_path / "published.pt")
+    with torch.no_grad():
+        assert torch.equal(plain(images, noise_mode="const"), carrying(images, noise_mode="const"))
+    landmarks, measured_on = generator_template(tmp_path / "published.pt")
+    np.testing.assert_allclose(landmarks, LANDMARKS / DETECT_SIZE, atol=1e-6)
+    assert measured_on == "celeba train faces"
+
+
+def test_restore_aligns_like_the_generators_template_by_default_and_says_which(tmp_path):
+    carrying = tmp_path / "published.pt"
+    attach_template(_trained_generator(tmp_path / "generator.pt"), LANDMARKS / DETECT_SIZE, "celeba faces",
+                    out=carrying)
+    faces = tmp_path / "prepared"  # a workspace's prepared faces: another template, ignored for `carrying`
+    faces.mkdir()
+    for i in range(6):
+        Image.fromarray(np.full((64, 64, 3), 40 * i, np.uint8)).save(faces / f"{i}.png")
+    other = np.array([[60, 100], [196, 100], [128, 160], [80, 200], [176, 200]], float)
+
+    class OtherFace(OneFace):
+        def __call__(self, image, upsample=1):
+            return [other.copy()]
+
+    template, which = choose_template(carrying, None, faces, OtherFace())
+    np.testing.assert_allclose(template, LANDMARKS / DETECT_SIZE, atol=1e-6)
+    assert which == f"aligning faces like the generator's training faces (the template in {carrying}, measured " \
+                    "on celeba faces)"
+    template, which = choose_template(tmp_path / "generator.pt", None, faces, OtherFace())  # none carried
+    np.testing.assert_allclose(template, other / DETECT_SIZE)
+    assert which.startswith(f"{tmp_path / 'generator.pt'} carries no alignment template: aligning faces like {faces}")
+    chosen = tmp_path / "chosen.json"  # --aligned-like wins over the carried template
+    chosen.write_text(json.dumps({"landmarks": (other / DETECT_SIZE).tolist(), "measured_on": "x"}))
+    template, which = choose_template(carrying, chosen, faces, OtherFace())
+    np.testing.assert_allclose(template, other / DETECT_SIZE)
+    assert which == f"aligning faces like {chosen} (--aligned-like)"
+
+
+def test_a_generator_without_a_template_outside_a_workspace_is_one_line_naming_both(tmp_path):
+    trained = _trained_generator(tmp_path / "generator.pt")
+    with pytest.raises(DataError) as error:
+        choose_template(trained, None, tmp_path / "data" / "prepared" / "images" / "train", OneFace())
+    message = str(error.value)
+    assert message.startswith(f"{trained} carries no alignment template and {tmp_path / 'data'}")
+    assert "allowed: --aligned-like" in message and "\n" not in message
+
+
+def test_a_template_only_attaches_to_a_generator_file(tmp_path):
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(DataError, match="other.pt: not a faceres generator file"):
+        attach_template(tmp_path / "other.pt", LANDMARKS / DETECT_SIZE, "x")
+    with pytest.raises(DataError, match=r"allowed: 5 \[x, y\] pairs inside \(0, 1\)"):
+        attach_template(_trained_generator(tmp_path / "g.pt"), LANDMARKS, "x")  # pixels, not fractions

@@ -161,7 +161,7 @@ def _start_node(workspace: Path, command: list[str], cache: Path, rendezvous: st
 
 
 def _two_nodes(tmp: Path, data: Path, caches: tuple[Path, Path]) -> tuple[tuple[int, str], tuple[int, str], Path, Path]:
-    """README's recipe on one machine: node 0 runs the train-main stage's command (what `dvc repro train-main`
+    """docs/gpu-and-cluster.md's recipe on one machine: node 0 runs the train-main stage's command (what `dvc repro train-main`
     runs), node 1 `faceres train main --no-track`; node 1 is started first and gets rank 0."""
     node0, node1 = _node_workspace(tmp / "node0", data), _node_workspace(tmp / "node1", data)
     rendezvous = f"127.0.0.1:{_free_port()}"
@@ -179,7 +179,7 @@ def _two_nodes(tmp: Path, data: Path, caches: tuple[Path, Path]) -> tuple[tuple[
 @pytest.mark.slow
 def test_the_several_nodes_recipe_gives_the_weights_of_one_node_with_two_processes(tiny_data, tmp_path,
                                                                                    one_node_two_processes):
-    # README "Several nodes", run: two torchrun agents (one gloo process each) meet at a c10d rendezvous on
+    # docs/gpu-and-cluster.md "Several nodes", run: two torchrun agents (one gloo process each) meet at a c10d rendezvous on
     # 127.0.0.1. At 67a98fd the recipe trained only where the profile had GPUs, and the DVC node wrote no
     # outputs whenever c10d gave rank 0 to the other node (it ranks nodes by host name, not --node_rank).
     shared = tmp_path / "shared-cache"

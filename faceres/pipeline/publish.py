@@ -6,8 +6,9 @@
   ``plots/`` (the figures' data);
 - the main arm's ``generator.pt`` of its best-validated training seed (:func:`best_validated_generator`: the
   lowest validation LPIPS at the end of training; ``generator.json`` says which and why) with
-  ``generator.pt.sha256`` (``sha256sum -c`` format), and ``alignment_template.json`` measured on its training
-  faces, so ``faceres restore`` aligns photos for it right after a clone;
+  ``generator.pt.sha256`` (``sha256sum -c`` format), carrying the alignment template measured on its training
+  faces (also written as ``alignment_template.json``), so ``faceres restore`` aligns photos for it right after
+  a clone, from any folder;
 - ``tables/verdict_changes``: each claim's verdict in the study published before and in this one
   (:func:`verdict_changes`);
 - into the README, between :data:`BEGIN` and :data:`END`: Tables 6 and 7, the alpha trade-off and Table 8's
@@ -162,12 +163,24 @@ def best_validated_generator(models: Path, trajectories: Path, methods: Sequence
                                         "main model's training seeds", "validation_lpips": final}
 
 
+def _publish_generator(generator: Path, template, measured_on: str, out: Path) -> str:
+    """out/generator.pt: the trained generator with its alignment template as an extra key, so `faceres restore`
+    aligns photos like its training faces from any folder; and out/generator.pt.sha256. Returns the digest
+    (of the published file: the weights are the trained file's, the template key is added)."""
+    from faceres.restore.photos import attach_template
+
+    attach_template(generator, template, measured_on, out=out / "generator.pt")
+    digest = sha256_file(out / "generator.pt")
+    (out / "generator.pt.sha256").write_text(f"{digest}  generator.pt\n")
+    return digest
+
+
 def publish_results(reports: str | Path, generator: str | Path, aligned_faces: str | Path, out: str | Path,
                     readme: str | Path | None = None, detector=None, selection: dict | None = None) -> dict[str, str]:
     """``out`` replaced (atomically) by the published run; returns {"generator": path, "sha256": digest}.
     ``detector``: :class:`faceres.restore.photos.FaceDetector` for the alignment template (default: dlib's);
     ``selection``: why this generator (:func:`best_validated_generator`), written as generator.json."""
-    from faceres.restore.photos import load_face_detector, alignment_template
+    from faceres.restore.photos import alignment_template, load_face_detector, save_template
 
     reports, generator, out = Path(reports), Path(generator), Path(out)
     if not generator.is_file():
@@ -183,19 +196,10 @@ def publish_results(reports: str | Path, generator: str | Path, aligned_faces: s
                 changes = verdict_changes(old_claims, tmp / "tables" / "claims.csv")
                 changes.to_csv(tmp / "tables" / f"{CHANGES}.csv", index=False)
                 (tmp / "tables" / f"{CHANGES}.md").write_text(_changes_markdown(changes), encoding="utf-8")
-            _copy_generator(generator, tmp, template, aligned_faces, selection)
-    digest = sha256_file(out / "generator.pt")
+            digest = _publish_generator(generator, template, f"{aligned_faces}", tmp)
+            save_template(template, tmp / "alignment_template.json", measured_on=f"{aligned_faces}")
+            if selection is not None:
+                (tmp / SELECTION_FILE).write_text(json.dumps({**selection, "sha256": digest}, indent=2) + "\n")
     if readme is not None:
         update_readme(Path(readme), results_section(out, Path(readme)))
     return {"generator": str(out / "generator.pt"), "sha256": digest}
-
-
-def _copy_generator(generator: Path, tmp: Path, template, aligned_faces, selection: dict | None) -> None:
-    from faceres.restore.photos import save_template
-
-    shutil.copy2(generator, tmp / "generator.pt")
-    digest = sha256_file(tmp / "generator.pt")
-    (tmp / "generator.pt.sha256").write_text(f"{digest}  generator.pt\n")
-    if selection is not None:
-        (tmp / SELECTION_FILE).write_text(json.dumps({**selection, "sha256": digest}, indent=2) + "\n")
-    save_template(template, tmp / "alignment_template.json", measured_on=f"{aligned_faces}")

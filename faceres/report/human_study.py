@@ -10,18 +10,26 @@
 2. :func:`aggregate_votes` joins the raters' votes files with the key: Preference (%) per method with a
    Wilson score interval.
 
+The page and its key carry the questionnaire's id (:func:`questionnaire_id`, a digest of the key), and every
+exported vote repeats it, so votes decoded with another questionnaire's key (the same examples in another
+order give wrong Preference numbers without any other sign) are refused in one line.
+
 Votes CSV format (UTF-8, header line, RFC 4180 quoting), one line per answered example::
 
-    rater,example,choice_label
-    alice,000123,C
+    rater,example,choice_label,questionnaire
+    alice,000123,C,5f0c1e9a2b7d
 
-Key CSV format: ``example,label,method``, one line per (example, label).
+Key CSV format: ``example,label,method,questionnaire``, one line per (example, label). Files without the
+``questionnaire`` column (hand-written, or from before it) are read too, with a warning that they cannot be
+checked.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -32,8 +40,11 @@ from scipy import stats
 from faceres.core.errors import ConfigError, DataError
 from faceres.report.images import data_uri, load_image, png_bytes
 
+log = logging.getLogger(__name__)
+
 VOTES_COLUMNS = ("rater", "example", "choice_label")
 KEY_COLUMNS = ("example", "label", "method")
+ID_COLUMN = "questionnaire"  # in the key and in every vote: which questionnaire they belong to
 LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 CRITERIA = (
@@ -82,11 +93,12 @@ _SCRIPT = """
     const status = document.getElementById('status');
     const rater = document.getElementById('rater').value.trim();
     if (!rater){ status.textContent = 'Please enter your name or rater id first.'; return; }
-    const lines = ['rater,example,choice_label'];
+    const questionnaire = document.getElementById('study').dataset.questionnaire;
+    const lines = ['rater,example,choice_label,questionnaire'];
     const missing = [];
     sets.forEach(function(fs){
       const checked = fs.querySelector('input[type=radio]:checked');
-      if (checked) lines.push([rater, fs.dataset.example, checked.value].map(field).join(','));
+      if (checked) lines.push([rater, fs.dataset.example, checked.value, questionnaire].map(field).join(','));
       else missing.push(fs.dataset.example);
     });
     const text = lines.join('\\r\\n') + '\\r\\n';
@@ -114,6 +126,13 @@ def _img(array: np.ndarray, alt: str) -> str:
     zoom = max(1, MIN_DISPLAY_PX // array.shape[1])
     return (f'<img src="{data_uri(png_bytes(array))}" alt="{html.escape(alt)}" '
             f'width="{array.shape[1] * zoom}" height="{array.shape[0] * zoom}">')
+
+
+def questionnaire_id(key_rows: Sequence[Mapping[str, str]]) -> str:
+    """12 hex digits of the SHA-256 of the key's (example, label, method) rows: the same page always gets the
+    same id, and two pages that decode votes differently never share one."""
+    text = "".join(f"{row['example']}\t{row['label']}\t{row['method']}\n" for row in key_rows)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
 def build_questionnaire(
@@ -164,6 +183,7 @@ def build_questionnaire(
             f"<legend>Example {index + 1} of {len(examples)}: {html.escape(example)}</legend>"
             f'<div class="row refs">{refs}</div><div class="row choices">{"".join(choices)}</div></fieldset>'
         )
+    questionnaire = questionnaire_id(key_rows)
     criteria = "".join(f"<li><b>{html.escape(name)}</b>: {html.escape(text)}</li>" for name, text in CRITERIA)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -175,11 +195,12 @@ restorations labelled {", ".join(LABELS[:len(methods)])} in a random order. Clic
 following these criteria:</p><ol>{criteria}</ol>
 <p>When done, enter your name and press <b>Export votes</b>: a CSV file downloads and also appears in the box
 at the bottom of the page (copy it from there if the download is blocked).</p></div>
-<form id="study" onsubmit="return false">{"".join(blocks)}</form>
+<form id="study" data-questionnaire="{questionnaire}" onsubmit="return false">{"".join(blocks)}</form>
 <div id="toolbar"><label>Your name or rater id: <input id="rater" autocomplete="name"></label>
 <button id="export" type="button">Export votes (CSV)</button> <span id="progress"></span></div>
 <p id="status" role="status"></p>
-<textarea id="votes-csv" rows="6" readonly placeholder="rater,example,choice_label"></textarea>
+<textarea id="votes-csv" rows="6" readonly placeholder="rater,example,choice_label,questionnaire"></textarea>
+<p class="id">Questionnaire {questionnaire}</p>
 <script>{_SCRIPT}</script>
 </body></html>
 """
@@ -187,13 +208,15 @@ at the bottom of the page (copy it from there if the download is blocked).</p></
     out_html.parent.mkdir(parents=True, exist_ok=True)
     key_csv.parent.mkdir(parents=True, exist_ok=True)
     out_html.write_text(page, encoding="utf-8")
-    key = pd.DataFrame.from_records(key_rows, columns=list(KEY_COLUMNS))
+    key = pd.DataFrame.from_records(key_rows, columns=list(KEY_COLUMNS)).assign(**{ID_COLUMN: questionnaire})
     key.to_csv(key_csv, index=False)
     return key
 
 
-def _read_csv(path: Path, columns: Sequence[str], what: str) -> list[tuple[int, dict[str, str]]]:
-    """Rows of a CSV with the required ``columns`` (extra ones ignored) as (line number, row); one-line errors."""
+def _read_csv(path: Path, columns: Sequence[str], what: str,
+              optional: Sequence[str] = ()) -> tuple[list[tuple[int, dict[str, str]]], bool]:
+    """(rows of a CSV with the required ``columns`` and those of ``optional`` it has, as (line number, row);
+    whether it has all of ``optional``); extra columns are ignored; one-line errors."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
@@ -202,16 +225,17 @@ def _read_csv(path: Path, columns: Sequence[str], what: str) -> list[tuple[int, 
                 raise DataError(
                     f"{path}: {what} has columns {reader.fieldnames or []}; required: {', '.join(columns)}"
                 )
+            present = [c for c in optional if c in reader.fieldnames]
             rows = []
             for row in reader:
                 if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
                     continue  # blank line
-                values = {c: (row.get(c) or "").strip() for c in columns}
-                empty = [c for c in columns if not values[c]]
+                values = {c: (row.get(c) or "").strip() for c in (*columns, *present)}
+                empty = [c for c in values if not values[c]]
                 if empty:
                     raise DataError(f"{path}: line {reader.line_num}: empty {', '.join(empty)}")
                 rows.append((reader.line_num, values))
-            return rows
+            return rows, len(present) == len(optional)
     except FileNotFoundError:
         raise DataError(f"{path}: {what} not found") from None
     except (UnicodeDecodeError, csv.Error) as exc:
@@ -220,16 +244,25 @@ def _read_csv(path: Path, columns: Sequence[str], what: str) -> list[tuple[int, 
 
 def read_key(key_csv: str | Path) -> dict[str, dict[str, str]]:
     """The answer key as {example: {label: method}}."""
-    key_csv = Path(key_csv)
+    return _read_key(Path(key_csv))[0]
+
+
+def _read_key(key_csv: Path) -> tuple[dict[str, dict[str, str]], str | None]:
+    """({example: {label: method}}, the questionnaire's id, None for a key without that column)."""
     key: dict[str, dict[str, str]] = {}
-    for line, row in _read_csv(key_csv, KEY_COLUMNS, "answer key"):
+    rows, has_id = _read_csv(key_csv, KEY_COLUMNS, "answer key", optional=(ID_COLUMN,))
+    for line, row in rows:
         labels = key.setdefault(row["example"], {})
         if row["label"] in labels:
             raise DataError(f"{key_csv}: line {line}: example {row['example']!r} label {row['label']!r} appears twice")
         labels[row["label"]] = row["method"]
     if not key:
         raise DataError(f"{key_csv}: the answer key has no rows")
-    return key
+    ids = sorted({row[ID_COLUMN] for _, row in rows}) if has_id else [None]
+    if len(ids) > 1:
+        raise DataError(f"{key_csv}: rows of {len(ids)} questionnaires ({', '.join(ids)}); allowed: the key of one "
+                        "questionnaire, as faceres questionnaire --key writes it")
+    return key, ids[0]
 
 
 def preference_from_counts(counts: Mapping[str, int], *, level: float = 0.95) -> pd.DataFrame:
@@ -263,13 +296,25 @@ def aggregate_votes(votes_csvs: str | Path | Sequence[str | Path], key_csv: str 
     if not votes_csvs:
         raise ConfigError("aggregate_votes needs at least one votes CSV")
     key_csv = Path(key_csv)
-    key = read_key(key_csv)
+    key, questionnaire = _read_key(key_csv)
+    if questionnaire is None:
+        log.warning(f"{key_csv}: no {ID_COLUMN} column (a hand-written key, or one from before it): the votes "
+                    "cannot be checked against the questionnaire they answered")
     methods = list(dict.fromkeys(m for labels in key.values() for m in labels.values()))
     counts = dict.fromkeys(methods, 0)
     seen: dict[tuple[str, str], str] = {}
     for votes_csv in map(Path, votes_csvs):
-        for line, row in _read_csv(votes_csv, VOTES_COLUMNS, "votes file"):
+        rows, has_id = _read_csv(votes_csv, VOTES_COLUMNS, "votes file", optional=(ID_COLUMN,))
+        if questionnaire is not None and not has_id:
+            log.warning(f"{votes_csv}: no {ID_COLUMN} column (not exported by the page): its votes are not checked "
+                        f"against the key's questionnaire {questionnaire}")
+        for line, row in rows:
             where = f"{votes_csv}: line {line}"
+            voted_on = row.get(ID_COLUMN)
+            if questionnaire is not None and voted_on is not None and voted_on != questionnaire:
+                raise DataError(f"{where}: votes for questionnaire {voted_on!r}, but the answer key {key_csv} is "
+                                f"questionnaire {questionnaire!r}; allowed: the key written with the page this rater "
+                                "answered (faceres questionnaire --key)")
             labels = key.get(row["example"])
             if labels is None:
                 raise DataError(f"{where}: example {row['example']!r} is not in the answer key {key_csv}")
@@ -292,6 +337,6 @@ def aggregate_votes(votes_csvs: str | Path | Sequence[str | Path], key_csv: str 
 
 
 __all__ = [
-    "CRITERIA", "KEY_COLUMNS", "VOTES_COLUMNS", "aggregate_votes", "build_questionnaire",
-    "preference_from_counts", "read_key",
+    "CRITERIA", "ID_COLUMN", "KEY_COLUMNS", "VOTES_COLUMNS", "aggregate_votes", "build_questionnaire",
+    "preference_from_counts", "questionnaire_id", "read_key",
 ]

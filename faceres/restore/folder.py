@@ -1,6 +1,9 @@
 """Restoration: run a trained generator over a folder of degraded (or any aligned) face images.
 
-Outputs keep the input file names (as PNG), so restored and ground-truth folders pair by name. Noise is
+Outputs keep the input file names (as PNG), so restored and ground-truth folders pair by name (inputs whose
+names differ only in their extension, x.jpg and x.png, are written as x.jpg.png and x.png.png: no result
+replaces another); the output folder may not be, or lie inside, the input folder (no input is overwritten,
+:func:`check_out_apart`). Noise is
 constant by default (deterministic); `noise_seeds` restores every input once per seed with random noise from
 a stream keyed by (seed, image name), for the spread of the stochastic model (appendix C.2, Figure 10).
 Restoration runs in batches on the generator's device (the profile's: ``profiles.<p>.gpus > 0`` -> CUDA), in
@@ -9,6 +12,7 @@ IEEE float32 (TF32 off, whatever the process set for training).
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +23,37 @@ from faceres.core.errors import DataError
 from faceres.core.imageio import list_images, read_rgb, write_png
 from faceres.models.generator import Generator
 from faceres.core.seeds import key_of
+
+
+def output_stems(files: list[Path]) -> list[str]:
+    """The output name (without .png) of each input: its stem, or its whole file name where stems collide
+    (x.jpg and x.png -> x.jpg, x.png), so no two inputs of one folder write the same file."""
+    names = [file.stem for file in files]
+    while True:
+        counts = Counter(names)
+        repeated = [i for i, name in enumerate(names) if counts[name] > 1 and name != files[i].name]
+        if not repeated:
+            return names
+        for i in repeated:  # file names are unique within a folder, so this ends with every name distinct
+            names[i] = files[i].name
+
+
+def check_out_apart(inputs: str | Path, out_dir: str | Path, also_writes: tuple[str, ...] = ()) -> None:
+    """A DataError unless outputs cannot replace an input: `out_dir` is not the input folder (a folder `inputs`,
+    or a photo's folder) and does not lie inside a folder `inputs`, and no subfolder `also_writes` of `out_dir`
+    is the input folder. (Only a folder's own images are read, so an output folder below it is never read
+    back; it is refused so that results never mix with the originals.)"""
+    inputs, out_dir = Path(inputs), Path(out_dir)
+    input_dir = (inputs if inputs.is_dir() else inputs.parent).resolve()
+    out = out_dir.resolve()
+    if out == input_dir or (inputs.is_dir() and input_dir in out.parents):
+        where = "is" if out == input_dir else "is inside"
+        raise DataError(f"output folder {out_dir} {where} the input folder {input_dir}; allowed: an output folder "
+                        "outside it (restore never writes beside the originals, so none can be overwritten)")
+    for sub in also_writes:
+        if out / sub == input_dir:
+            raise DataError(f"input {inputs}: restore writes its {sub} into that folder ({out_dir / sub}); "
+                            "allowed: inputs outside it (choose another output folder)")
 
 
 def _load_batch(files: list[Path], resolution: int) -> torch.Tensor:
@@ -64,9 +99,12 @@ def restore_folder(
     batch_size: int = 16,
     progress: bool = True,
 ) -> list[Path]:
-    """Restore every image of `input_dir` into `out_dir/<stem>.png`; noise_seed None = constant noise."""
+    """Restore every image of `input_dir` into `out_dir/<stem>.png` (:func:`output_stems`); noise_seed None =
+    constant noise."""
     files = list_images(input_dir)
+    check_out_apart(input_dir, out_dir)
     out_dir = Path(out_dir)
+    stems = dict(zip(files, output_stems(files)))
     resolution = generator.arch.resolution
     written = []
     batches = range(0, len(files), batch_size)
@@ -78,7 +116,7 @@ def restore_folder(
         chunk = files[start : start + batch_size]
         pixels = restore_pixels(generator, _load_batch(chunk, resolution), noise_seed, [f.name for f in chunk])
         for file, image in zip(chunk, pixels):
-            target = out_dir / f"{file.stem}.png"
+            target = out_dir / f"{stems[file]}.png"
             write_png(target, image)
             written.append(target)
     return written
