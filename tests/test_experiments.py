@@ -42,7 +42,7 @@ TINY = {
     "report.qualitative_images": 2,
     "train.log_every": 1,
 }
-MAIN_CHAIN = {"train-main", "restore-main", "evaluate-main", "report"}
+MAIN_CHAIN = {"train-main", "trajectory-main", "restore-main", "evaluate-main", "report"}
 # `make test` runs pytest-xdist with --dist loadfile: one worker runs this module's tests, in order, on the one
 # repository its fixture builds.
 

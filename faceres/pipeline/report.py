@@ -156,7 +156,13 @@ def _flat(numbers: dict, prefix: str = "") -> dict[str, float]:
 
 @user_errors_exit
 def main(argv: Sequence[str] = ()) -> None:
+    """python stages/report.py: written into reports.tmp/ beside reports/, which it replaces only once the report
+    is complete and logged: a failed report (a tracking server that does not answer, a missing metrics file)
+    leaves the previous reports/, summary.json included (dvc.yaml's header)."""
+    from faceres.core.files import atomic_directory
+
     stage_args(argv, "python stages/report.py", 0, 0)
     layout = Layout()
-    run(load_config(), layout.metrics, layout.prepared, layout.degraded, layout.restored, layout.reports,
-        layout.weights_record)
+    with atomic_directory(layout.reports) as staged:
+        run(load_config(), layout.metrics, layout.prepared, layout.degraded, layout.restored, staged,
+            layout.weights_record)
