@@ -163,13 +163,24 @@ def best_validated_generator(models: Path, trajectories: Path, methods: Sequence
                                         "main model's training seeds", "validation_lpips": final}
 
 
+PUBLISHED_DTYPE = "float16"  # half the bytes of float32: the committed file stays under 2 MB at the study's width
+
+
 def _publish_generator(generator: Path, template, measured_on: str, out: Path) -> str:
     """out/generator.pt: the trained generator with its alignment template as an extra key, so `faceres restore`
-    aligns photos like its training faces from any folder; and out/generator.pt.sha256. Returns the digest
-    (of the published file: the weights are the trained file's, the template key is added)."""
+    aligns photos like its training faces from any folder, its weights stored as float16 (``stored_dtype``;
+    load_generator copies them into the float32 model); and out/generator.pt.sha256. Returns the digest of the
+    published file."""
+    import torch
+
+    from faceres.core.files import load_torch, save_torch
     from faceres.restore.photos import attach_template
 
     attach_template(generator, template, measured_on, out=out / "generator.pt")
+    state = load_torch(out / "generator.pt")
+    state["state_dict"] = {k: v.to(getattr(torch, PUBLISHED_DTYPE)) if v.is_floating_point() else v
+                           for k, v in state["state_dict"].items()}
+    save_torch({**state, "stored_dtype": PUBLISHED_DTYPE}, out / "generator.pt")
     digest = sha256_file(out / "generator.pt")
     (out / "generator.pt.sha256").write_text(f"{digest}  generator.pt\n")
     return digest
