@@ -128,12 +128,14 @@ def verdict_changes(old_claims: Path | None, new_claims: Path) -> pd.DataFrame:
 def _changes_markdown(changes: pd.DataFrame) -> str:
     lines = ["**Verdicts: the last published study and this one**", "",
              "| Claim | Metric | Before | Δ before | Now | Δ now (mean over seeds) |", "|---|---|---|---|---|---|"]
+    def number(value) -> str:
+        return "—" if value is None or value != value else f"{value:+.4g}"  # NaN: no number
+
     for row in changes.to_dict("records"):
         metric = row["metric"] + (f", {row['scale_bin']}" if isinstance(row["scale_bin"], str) else "")
-        number = lambda v: "—" if v is None or v != v else f"{v:+.4g}"  # noqa: E731 (NaN: no number)
-        verdict = lambda v, changed: f"**{v}**" if changed else v  # noqa: E731
+        now = f"**{row['verdict_now']}**" if row["changed"] else row["verdict_now"]
         lines.append(f"| {row['claim']} | {metric} | {row['verdict_before']} | {number(row['difference_before'])} | "
-                     f"{verdict(row['verdict_now'], row['changed'])} | {number(row['difference_now'])} |")
+                     f"{now} | {number(row['difference_now'])} |")
     lines += ["", "- Bold: the verdict changed. The last study decided on one training seed by the test images' "
               "interval; this one by the rule of the claims table (every seed, and a stable validation trajectory)."]
     return "\n".join(lines) + "\n"

@@ -243,6 +243,13 @@ def _trajectory(trajectories: Mapping[str, pd.DataFrame], pairs, column: str,
     return TrajectoryLine(tuple(common), mean, per_seed)
 
 
+def _seed_mean(seeds: Sequence[SeedCheck], frm: str, to: str) -> Difference:
+    """The seeds' values and differences averaged (no interval: each seed has its own)."""
+    d = [c.difference for c in seeds]
+    return Difference(frm, to, float(np.mean([x.value_from for x in d])), float(np.mean([x.value_to for x in d])),
+                      float(np.mean([x.difference for x in d])), None, d[0].n if d else None)
+
+
 def _why_missing(method: str | None, not_run: Mapping[str, str]) -> str:
     if method is None:
         return "no such arm in params.yaml ablations.arms"
@@ -278,24 +285,20 @@ def check_claims(claims: Sequence[Claim], runs: Mapping[str, MetricsFile], per_i
         for metric in claim.metrics:
             column = f"iprecision_k{ipr_k}" if metric == "iprecision" else metric
 
-            def seed_checks(a, b) -> tuple[SeedCheck, ...]:
+            def seed_checks(a, b) -> tuple[tuple[SeedCheck, ...], list]:
+                """Each shared seed's test difference from arm `a` to arm `b`, and the (seed, method, method) pairs."""
                 (label_a, arm_a), (label_b, arm_b) = a, b
                 margin = None
                 if metric == "fid":
                     stds = [_fid_seed_std(runs, family(arm)) for arm in (arm_a, arm_b)]
                     margin = None if None in stds else max(stds)
+                pairs = _paired_seeds(family(arm_a), family(arm_b))
                 return tuple(SeedCheck(seed, _seed_difference(runs, per_image, metric, column, (label_a, label_b),
                                                               (ma, mb), margin, claim.scale_bin, rng))
-                             for seed, ma, mb in _paired_seeds(family(arm_a), family(arm_b)))
-
-            def pooled(checks_: Sequence[SeedCheck], a, b) -> Difference:
-                d = [c.difference for c in checks_]
-                return Difference(a[0], b[0], float(np.mean([x.value_from for x in d])),
-                                  float(np.mean([x.value_to for x in d])), float(np.mean([x.difference for x in d])),
-                                  None, d[0].n if d else None)
+                             for seed, ma, mb in pairs), pairs
 
             try:
-                seeds = seed_checks(ran[0], ran[-1])
+                seeds, pairs = seed_checks(ran[0], ran[-1])
             except DataError as missing:  # e.g. FID or a bin column not evaluated: this metric cannot be checked
                 checks.append(ClaimCheck(claim.text, metric, NOT_RUN, None, reason=str(missing),
                                          scale_bin=claim.scale_bin))
@@ -305,18 +308,16 @@ def check_claims(claims: Sequence[Claim], runs: Mapping[str, MetricsFile], per_i
                                          reason=f"{ran[0][0]} and {ran[-1][0]} share no training seed",
                                          scale_bin=claim.scale_bin))
                 continue
-            steps = tuple(pooled(seed_checks(a, b), a, b) for a, b in zip(ran, ran[1:])) if len(ran) > 2 else ()
-            trajectory = None
-            if metric != "fid":
-                pairs = _paired_seeds(family(ran[0][1]), family(ran[-1][1]))
-                trajectory = _trajectory(trajectories, pairs, metric, claim.scale_bin)
+            steps = tuple(_seed_mean(seed_checks(a, b)[0], a[0], b[0]) for a, b in zip(ran, ran[1:])) \
+                if len(ran) > 2 else ()
+            trajectory = _trajectory(trajectories, pairs, metric, claim.scale_bin) if metric != "fid" else None
             improving = 1 if HIGHER_IS_BETTER[metric] else -1
             claimed_sign = improving if claim.better else -improving
             verdict, why = decide(claimed_sign, [c.difference.sign() for c in seeds], trajectory,
                                   has_trajectory=metric != "fid")
             reason = "; ".join(r for r in (why, left_out) if r)
-            checks.append(ClaimCheck(claim.text, metric, verdict, pooled(seeds, ran[0], ran[-1]), seeds, steps,
-                                     trajectory, reason, claim.scale_bin))
+            checks.append(ClaimCheck(claim.text, metric, verdict, _seed_mean(seeds, ran[0][0], ran[-1][0]), seeds,
+                                     steps, trajectory, reason, claim.scale_bin))
     return checks
 
 

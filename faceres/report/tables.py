@@ -105,10 +105,9 @@ def _evaluation_note(runs: Sequence[MetricsFile]) -> str | None:
 
 def _seeds_note(runs: Sequence[MetricsFile]) -> str | None:
     """What ± is for rows that pool training seeds (None when no row does)."""
-    counts = sorted({seed_count(r) for r in runs if seed_count(r) > 1})
-    if not counts:
-        return None
     pooled = ", ".join(f"{r.method}: {seed_count(r)}" for r in runs if seed_count(r) > 1)
+    if not pooled:
+        return None
     return (f"Rows with several training seeds ({pooled}): each metric is the mean over the seeds of each seed's "
             "test-set value, ± their std (ddof 1): the paper's \"mean ± std over runs\".")
 
