@@ -117,10 +117,14 @@ def test_a_stage_killed_mid_write_leaves_its_previous_output(scratch, repo):
         "params.yaml": {"profiles.cpu.identities": "modified"}}}]}
 
 
-def test_a_stage_whose_dvc_process_dies_stops_and_replaces_nothing(scratch, repo):
+# DVC starts a stage as `$SHELL -c COMMAND`: bash replaces itself by the stage (its parent is dvc); dash, Debian's
+# /bin/sh and DVC's shell where SHELL is unset (as in CI), stays between them, alive when dvc is killed.
+@pytest.mark.parametrize("shell", ["bash", "dash"])
+def test_a_stage_whose_dvc_process_dies_stops_and_replaces_nothing(scratch, repo, shell):
     import mlflow
 
     _, env = scratch
+    env = {**env, "SHELL": shutil.which(shell)}
     before = snapshot(repo / "data" / "prepared")
     dvc, stage = _start_prepare(repo, env)
     killed_at = time.time()
@@ -197,28 +201,37 @@ def test_prepare_ignores_training_keys_and_each_external_evaluation_depends_on_i
 STAND_IN = """
 import sys, time
 import faceres.pipeline as pipeline
-if sys.argv[2] == "watchdog":
-    pipeline._request_parent_death_signal = lambda signum: None  # the watchdog alone
-    pipeline.stop_with_parent(poll_seconds=0.2)
-else:
-    pipeline.stop_with_parent(poll_seconds=3600)  # the kernel's signal alone: the watchdog looks once, at once
-print("ready", flush=True)
-try:
+try:  # from the first moment its parent may die: the test kills it once it reads "ready"
+    if sys.argv[2] == "watchdog":
+        pipeline._request_parent_death_signal = lambda signum: None  # the watchdog alone
+        pipeline.stop_with_parent(poll_seconds=0.2)
+    else:
+        pipeline.stop_with_parent(poll_seconds=3600)  # the kernel's signal alone: the watchdog looks once, at once
+    print("ready", flush=True)
     time.sleep(120)
 except KeyboardInterrupt as stopped:
     open(sys.argv[1], "w").write(type(stopped).__name__)
     raise
 """
-PARENT = "import subprocess, sys; subprocess.Popen([sys.executable, '-c', sys.argv[1], *sys.argv[2:]]).wait()"
+# the stand-in's parent: a "dvc" that starts the stage directly, or through a shell that does not replace itself
+# by the stage (`; exit $?` keeps any sh from doing so), as dash and fish run `$SHELL -c COMMAND`
+PARENT = """import shlex, subprocess, sys
+stage = [sys.executable, *sys.argv[1:4]]
+if sys.argv[4] == "shell":
+    stage = ["sh", "-c", shlex.join(stage) + "; exit $?"]
+subprocess.Popen(stage).wait()
+"""
 
 
-@pytest.mark.parametrize("way", ["parent-death signal", "watchdog"])
+@pytest.mark.parametrize("way", ["parent-death signal", "watchdog", "watchdog through a shell"])
 def test_each_way_alone_stops_a_stage_whose_parent_died(tmp_path, way):
-    marker = tmp_path / "stopped"
-    parent = subprocess.Popen([sys.executable, "-c", PARENT, STAND_IN, str(marker), way.split()[0]],
+    marker, stand_in = tmp_path / "stopped", tmp_path / "stage.py"
+    stand_in.write_text(STAND_IN)
+    through = "shell" if way.endswith("shell") else "direct"
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(stand_in), str(marker), way.split()[0], through],
                               stdout=subprocess.PIPE, text=True, cwd=REPO)
     assert parent.stdout.readline().strip() == "ready"
-    (stage,) = psutil.Process(parent.pid).children()
+    (stage,) = [p for p in psutil.Process(parent.pid).children(recursive=True) if str(stand_in) in p.cmdline()]
     parent.kill()
     parent.wait()
     try:
