@@ -12,7 +12,8 @@
 - ``tables/verdict_changes``: each claim's verdict in the study published before and in this one
   (:func:`verdict_changes`);
 - into the README, between :data:`BEGIN` and :data:`END`: Tables 6 and 7, the alpha trade-off and Table 8's
-  Ours vs DEG rows beside the paper's, a qualitative figure, the claims, the verdict changes and the SR table
+  Ours vs DEG rows beside the paper's, a qualitative figure and the SR table, with links to the claims and the
+  verdict changes
   (the text around the markers, the hand-written reading of the results, is left alone).
 """
 
@@ -37,7 +38,10 @@ REPORT_FILES = ("report.md", "summary.json")
 REPORT_FOLDERS = {"tables": (".md", ".csv"), "figures": (".png",), "plots": (".csv",)}
 CHANGES = "verdict_changes"  # tables/verdict_changes.{md,csv}: the last published verdicts beside the new ones
 README_TABLES = ("table6", "table7", "alpha", "table8")  # then the qualitative figure, then:
-README_AFTER_FIGURE = ("claims", CHANGES, "sr")
+README_AFTER_FIGURE = ("sr",)
+# linked, not copied: with a row per claim, metric and downsampling bin they would double the README
+README_LINKED = {"claims": "Every claim's verdict, with its interval, its reason and the scale it holds at",
+                 CHANGES: "Each verdict in the study published before beside this one's"}
 TABLE8_ROWS = ("DEG", "Ours")
 QUALITATIVE = "qualitative_1.png"  # Figure 9: the skip arms side by side
 
@@ -86,7 +90,10 @@ def results_section(out: Path, readme: Path) -> str:
     parts = [BEGIN, "", *tables(README_TABLES)]
     if (out / "figures" / QUALITATIVE).is_file():
         parts += [f"![Restorations by number of skip connections]({link}/figures/{QUALITATIVE})", ""]
-    parts += [*tables(README_AFTER_FIGURE), END]
+    parts += [*tables(README_AFTER_FIGURE)]
+    parts += [f"- {what}: [`tables/{name}.md`]({link}/tables/{name}.md)." for name, what in README_LINKED.items()
+              if (out / "tables" / f"{name}.md").is_file()]
+    parts += ["", END]
     return "\n".join(parts)
 
 
